@@ -1,0 +1,49 @@
+//! The `imagegate` command: one file per subcommand. Errors become a message on
+//! stderr and exit status 2; decisions become exit status 0 or 1.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod policy;
+mod style;
+
+/// Every image allowed, every test passed.
+pub const EXIT_OK: u8 = 0;
+/// Some image refused, or some policy test failed.
+pub const EXIT_DENIED: u8 = 1;
+/// Bad usage, or a policy file that cannot be read or loaded.
+pub const EXIT_USAGE: u8 = 2;
+
+/// One image policy, enforced at every door a container image comes through.
+#[derive(Parser)]
+#[command(name = "imagegate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide image references against a policy.
+    Check(check::Args),
+    /// Validate and test policy files.
+    #[command(subcommand)]
+    Policy(policy::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            style::error(&format!("{err:#}"));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The decision value every door maps onto its protocol, the stable reason
+//! codes, and the contract messages. Every refusal message imagegate prints is
+//! written in this module and nowhere else.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dockerhub::Category;
+use crate::reference::{Ambiguity, Reference, ReferenceError, quote_input};
+
+/// What the policy does with a would-be denial.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse.
+    #[default]
+    Enforce,
+    /// Allow, and warn the client (Kubernetes admission warnings).
+    Warn,
+    /// Allow, and only record.
+    Audit,
+}
+
+impl Mode {
+    /// The mode's name as the policy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Allow or deny: what the door does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Let the image through.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
+
+impl Verdict {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why: a stable code that tests, dashboards and SARIF rules key on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Nothing in the policy refuses it.
+    Allowed,
+    /// The reference does not parse.
+    InvalidReference,
+    /// The reference parses, but runtimes read it differently.
+    AmbiguousReference,
+    /// The registry is not on the allow-list.
+    RegistryNotAllowed,
+    /// The Docker Hub category is not allowed.
+    CategoryNotAllowed,
+    /// A deny rule matched.
+    RuleDenied,
+    /// The policy requires a digest and there is none.
+    DigestRequired,
+    /// The namespace or user is exempt.
+    Exempt,
+    /// The caller must sign in first (registry door).
+    SignInRequired,
+}
+
+impl Reason {
+    /// Every reason code.
+    pub const ALL: [Reason; 9] = [
+        Reason::Allowed,
+        Reason::InvalidReference,
+        Reason::AmbiguousReference,
+        Reason::RegistryNotAllowed,
+        Reason::CategoryNotAllowed,
+        Reason::RuleDenied,
+        Reason::DigestRequired,
+        Reason::Exempt,
+        Reason::SignInRequired,
+    ];
+
+    /// The code (`category_not_allowed`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::InvalidReference => "invalid_reference",
+            Reason::AmbiguousReference => "ambiguous_reference",
+            Reason::RegistryNotAllowed => "registry_not_allowed",
+            Reason::CategoryNotAllowed => "category_not_allowed",
+            Reason::RuleDenied => "rule_denied",
+            Reason::DigestRequired => "digest_required",
+            Reason::Exempt => "exempt",
+            Reason::SignInRequired => "sign_in_required",
+        }
+    }
+
+    /// Parses a code.
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// Whether this reason refuses (in `enforce` mode).
+    pub fn is_refusal(self) -> bool {
+        !matches!(self, Reason::Allowed | Reason::Exempt)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Which part of the policy decided, for `--explain` and audit records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// The reference itself (invalid or ambiguous).
+    Reference,
+    /// `spec.exempt.namespaces[i]`.
+    ExemptNamespace(usize),
+    /// `spec.exempt.users[i]`.
+    ExemptUser(usize),
+    /// `spec.rules[i]`.
+    Rule(usize),
+    /// `spec.registryAccess`.
+    RegistryAccess,
+    /// `spec.imageAccess`.
+    ImageAccess,
+    /// `spec.require.digest`.
+    RequireDigest,
+    /// No part of the policy refused.
+    Default,
+}
+
+impl DecidedBy {
+    /// The policy path (`spec.rules[2]`), or `None` when no part of the policy decided.
+    pub fn policy_path(&self) -> Option<String> {
+        Some(match self {
+            DecidedBy::Reference | DecidedBy::Default => return None,
+            DecidedBy::ExemptNamespace(i) => format!("spec.exempt.namespaces[{i}]"),
+            DecidedBy::ExemptUser(i) => format!("spec.exempt.users[{i}]"),
+            DecidedBy::Rule(i) => format!("spec.rules[{i}]"),
+            DecidedBy::RegistryAccess => "spec.registryAccess".to_owned(),
+            DecidedBy::ImageAccess => "spec.imageAccess".to_owned(),
+            DecidedBy::RequireDigest => "spec.require.digest".to_owned(),
+        })
+    }
+}
+
+/// The outcome of one decision: a value, never an error.
+///
+/// In `warn` and `audit` modes a would-be denial allows, and keeps its reason
+/// and message so the door can warn or record it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or deny, after the mode.
+    pub verdict: Verdict,
+    /// Why; for a would-be denial in `warn`/`audit`, the denial's reason.
+    pub reason: Reason,
+    /// The human message (a contract for refusals).
+    pub message: Cow<'static, str>,
+    /// The normalised reference, when the input parsed.
+    pub reference: Option<Reference>,
+    /// The Docker Hub category, for Docker Hub images.
+    pub category: Option<Category>,
+    /// The policy's mode.
+    pub mode: Mode,
+    /// Which part of the policy decided.
+    pub decided_by: DecidedBy,
+}
+
+impl Decision {
+    /// Whether the door lets the image through.
+    pub fn is_allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// Whether the policy would have refused (in any mode): `warn` doors warn on it.
+    pub fn is_would_be_denial(&self) -> bool {
+        self.reason.is_refusal()
+    }
+}
+
+impl Decision {
+    /// The decision for input that cannot be a reference at all (not text, say):
+    /// denied as `invalid_reference`, saying what is wrong.
+    pub fn unreadable(shown: &str, what: &str, mode: Mode) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::InvalidReference,
+            message: message::invalid_reference_text(shown, what),
+            reference: None,
+            category: None,
+            mode,
+            decided_by: DecidedBy::Reference,
+        }
+    }
+}
+
+/// The contract messages. Doors print these words and no others.
+pub mod message {
+    use super::*;
+
+    /// `image access denied: community images not allowed` (and the other categories).
+    pub fn category_not_allowed(category: Category) -> Cow<'static, str> {
+        Cow::Borrowed(match category {
+            Category::Official => "image access denied: official images not allowed",
+            Category::VerifiedPublisher => {
+                "image access denied: verified publisher images not allowed"
+            }
+            Category::Organization => "image access denied: organization images not allowed",
+            Category::Community => "image access denied: community images not allowed",
+        })
+    }
+
+    /// `registry access to <host> is not allowed`, host lowercased with its port.
+    pub fn registry_not_allowed(registry: &str) -> Cow<'static, str> {
+        Cow::Owned(format!(
+            "registry access to {} is not allowed",
+            registry.to_ascii_lowercase()
+        ))
+    }
+
+    /// A deny rule's own message, else `image <reference> is denied by rule <pattern>`.
+    pub fn rule_denied(
+        reference: &Reference,
+        pattern: &str,
+        own: Option<&str>,
+    ) -> Cow<'static, str> {
+        match own {
+            Some(m) => Cow::Owned(m.to_owned()),
+            None => Cow::Owned(format!("image {reference} is denied by rule {pattern}")),
+        }
+    }
+
+    /// `image access denied: <reference> is not pinned by digest`.
+    pub fn digest_required(reference: &Reference) -> Cow<'static, str> {
+        Cow::Owned(format!(
+            "image access denied: {reference} is not pinned by digest"
+        ))
+    }
+
+    /// `invalid reference "<input>": <what is wrong>`.
+    pub fn invalid_reference(err: &ReferenceError) -> Cow<'static, str> {
+        Cow::Owned(err.to_string())
+    }
+
+    /// `invalid reference "<input>": <what is wrong>` for input that is not text.
+    pub fn invalid_reference_text(input: &str, what: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("invalid reference {}: {what}", quote_input(input)))
+    }
+
+    /// `ambiguous reference "<input>": <why runtimes read it differently>`.
+    pub fn ambiguous_reference(input: &str, ambiguity: Ambiguity) -> Cow<'static, str> {
+        Cow::Owned(format!(
+            "ambiguous reference {}: {}",
+            quote_input(input),
+            ambiguity.explanation()
+        ))
+    }
+
+    /// `sign-in required` (registry door, anonymous caller).
+    pub fn sign_in_required() -> Cow<'static, str> {
+        Cow::Borrowed("sign-in required")
+    }
+}
+
+/// One step of the evaluation, for `--explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Which check.
+    pub check: Check,
+    /// What it concluded.
+    pub outcome: StepOutcome,
+    /// What it saw, in words.
+    pub detail: String,
+}
+
+/// The checks, in evaluation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Parsing and normalising the reference.
+    Reference,
+    /// `spec.exempt`.
+    Exemptions,
+    /// `spec.rules`.
+    Rules,
+    /// `spec.registryAccess`.
+    RegistryAccess,
+    /// `spec.imageAccess`.
+    ImageAccess,
+    /// `spec.require`.
+    Requirements,
+    /// `spec.mode` applied to a would-be denial.
+    Mode,
+}
+
+impl Check {
+    /// The check's name as `--explain` prints it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Check::Reference => "reference",
+            Check::Exemptions => "exemptions",
+            Check::Rules => "rules",
+            Check::RegistryAccess => "registry access",
+            Check::ImageAccess => "image access",
+            Check::Requirements => "requirements",
+            Check::Mode => "mode",
+        }
+    }
+}
+
+/// What one step concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Nothing to say; go on.
+    Pass,
+    /// Not configured; go on.
+    Skip,
+    /// This step allowed, and evaluation stopped.
+    Allow,
+    /// This step refused, and evaluation stopped.
+    Deny,
+}
+
+impl StepOutcome {
+    /// The outcome as `--explain` prints it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepOutcome::Pass => "pass",
+            StepOutcome::Skip => "skip",
+            StepOutcome::Allow => "allow",
+            StepOutcome::Deny => "deny",
+        }
+    }
+}
