@@ -1,0 +1,4 @@
+//! imagegate-core's integration tests: one binary (linking is the cost on two cores).
+
+mod decide;
+mod properties;
