@@ -77,7 +77,7 @@ fn validate(file: &Path) -> anyhow::Result<u8> {
                 p.mode,
                 if p.image_access.enabled { "on" } else { "off" },
                 match &p.registry_access {
-                    Some(scopes) => format!("on ({} registries)", scopes.len()),
+                    Some(list) => format!("on ({} registries)", list.scopes().len()),
                     None => "off".to_owned(),
                 },
                 p.rules.rules().len(),

@@ -209,20 +209,17 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
 
     // Registry access.
     match &policy.registry_access {
-        Some(scopes) => match scopes.iter().position(|s| s.matches(&reference)) {
-            Some(i) => trace.step(Check::RegistryAccess, StepOutcome::Pass, || {
-                format!(
-                    "covered by spec.registryAccess.allow[{i}] {}",
-                    scopes.get(i).map_or("", |s| s.as_str())
-                )
+        Some(list) => match list.covering(&reference) {
+            Some((i, scope)) => trace.step(Check::RegistryAccess, StepOutcome::Pass, || {
+                format!("covered by spec.registryAccess.allow[{i}] {scope}")
             }),
             None => {
-                let registry = reference.domain().unwrap_or_default().to_owned();
-                let msg = message::registry_not_allowed(&registry);
+                let registry = reference.domain().unwrap_or_default();
+                let msg = message::registry_not_allowed(registry);
                 trace.step(Check::RegistryAccess, StepOutcome::Deny, || {
                     format!(
                         "{registry} is not covered by any of {} allowed registries",
-                        scopes.len()
+                        list.scopes().len()
                     )
                 });
                 refuse(mode, trace);

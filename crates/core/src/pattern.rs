@@ -105,8 +105,14 @@ enum Segment {
 /// is exact because every other segment consumes exactly one component.
 fn match_components<'a, I>(segments: &[Segment], mut comps: I, fold: bool) -> bool
 where
-    I: Iterator<Item = &'a str> + Clone,
+    I: DoubleEndedIterator<Item = &'a str> + Clone,
 {
+    // Most candidates fail on their last component: check it before walking.
+    if let (Some(Segment::One(glob)), Some(last)) = (segments.last(), comps.clone().next_back())
+        && !glob.matches(last, fold)
+    {
+        return false;
+    }
     let mut seg = 0;
     let mut backtrack: Option<(usize, I)> = None;
     loop {
@@ -221,6 +227,15 @@ impl HostMatch {
             }
         }
     }
+}
+
+/// Where an index files a pattern: its literal registry, its literal leading
+/// path components, and the literal start of the glob component after them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexKey<'a> {
+    pub(crate) registry: String,
+    pub(crate) components: Vec<&'a str>,
+    pub(crate) glob_start: Option<&'a str>,
 }
 
 /// The index key standing for Docker Hub under all its names. NUL cannot occur
@@ -533,19 +548,28 @@ impl ImagePattern {
 
     /// The key under which an index can file this pattern: the literal registry
     /// and the literal leading path components. `None` when the registry is a glob.
-    pub(crate) fn index_key(&self) -> Option<(String, Vec<&str>)> {
+    pub(crate) fn index_key(&self) -> Option<IndexKey<'_>> {
         let host = self.host.literal_key()?;
         let mut prefix = Vec::new();
+        let mut glob_start = None;
         for seg in self.path.iter() {
             match seg {
                 Segment::One(glob) => match glob.literal() {
                     Some(lit) => prefix.push(lit),
-                    None => break,
+                    None => {
+                        // `legacy-*`: the literal start of the first glob component.
+                        glob_start = glob.pieces.first().map(|p| &**p).filter(|p| !p.is_empty());
+                        break;
+                    }
                 },
                 Segment::Many => break,
             }
         }
-        Some((host, prefix))
+        Some(IndexKey {
+            registry: host,
+            components: prefix,
+            glob_start,
+        })
     }
 }
 
@@ -624,6 +648,11 @@ impl RegistryScope {
     /// The entry as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The index key of its registry when that is literal (see [`registry_key`]).
+    pub(crate) fn index_key(&self) -> Option<String> {
+        self.host.literal_key()
     }
 
     /// Whether the reference's registry (and path prefix) is covered.
@@ -840,17 +869,19 @@ mod tests {
 
     #[test]
     fn case_index_key_is_literal_prefix() {
-        let p = ImagePattern::parse("ghcr.io/corp/team/*").unwrap();
+        let p = ImagePattern::parse("ghcr.io/corp/team/app-*").unwrap();
+        let key = p.index_key().unwrap();
         assert_eq!(
-            p.index_key(),
-            Some(("ghcr.io".into(), vec!["corp", "team"]))
+            (key.registry.as_str(), key.components, key.glob_start),
+            ("ghcr.io", vec!["corp", "team"], Some("app-"))
         );
         let p = ImagePattern::parse("*.corp.example/app").unwrap();
         assert_eq!(p.index_key(), None);
         let p = ImagePattern::parse("nginx").unwrap();
+        let key = p.index_key().unwrap();
         assert_eq!(
-            p.index_key(),
-            Some((HUB_KEY.into(), vec!["library", "nginx"]))
+            (key.registry.as_str(), key.components, key.glob_start),
+            (HUB_KEY, vec!["library", "nginx"], None)
         );
     }
 }

@@ -224,9 +224,11 @@ fn bit(c: Category) -> u8 {
 /// The rules, indexed so a decision looks only at rules that can match.
 ///
 /// Rules whose registry is literal are filed in a trie by registry and the
-/// literal leading path components; a reference walks its own path down the
-/// trie and meets only the rules filed along it, plus the few whose registry is
-/// a glob. First match wins, by position in the document.
+/// literal leading path components; where the next component is a glob with a
+/// literal start (`legacy-*`), they are filed under that start too. A
+/// reference walks its own path down the trie and meets only the rules filed
+/// along it, plus the few whose registry is a glob. First match wins, by
+/// position in the document.
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
@@ -236,33 +238,45 @@ pub struct RuleSet {
 
 #[derive(Clone, Debug, Default)]
 struct TrieNode {
+    /// Rules whose literal prefix ends here.
     here: Vec<u32>,
+    /// Rules whose next component is a glob starting with a literal, by that literal.
+    by_glob_start: HashMap<Box<str>, Vec<u32>>,
+    /// The distinct lengths of the keys of `by_glob_start`, ascending.
+    glob_start_lens: Vec<usize>,
     children: HashMap<Box<str>, TrieNode>,
 }
 
 impl RuleSet {
     /// Builds the index over `rules` (document order).
     pub fn new(rules: Vec<Rule>) -> RuleSet {
-        let mut set = RuleSet {
-            by_registry: HashMap::new(),
-            unindexed: Vec::new(),
-            rules: Vec::new(),
-        };
+        let mut by_registry: HashMap<String, TrieNode> = HashMap::new();
+        let mut unindexed = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            match rule.pattern.index_key() {
-                Some((host, prefix)) => {
-                    let mut node = set.by_registry.entry(host).or_default();
-                    for comp in prefix {
-                        node = node.children.entry(comp.into()).or_default();
+            let Some(key) = rule.pattern.index_key() else {
+                unindexed.push(i);
+                continue;
+            };
+            let mut node = by_registry.entry(key.registry).or_default();
+            for comp in key.components {
+                node = node.children.entry(comp.into()).or_default();
+            }
+            match key.glob_start {
+                Some(start) => {
+                    node.by_glob_start.entry(start.into()).or_default().push(i);
+                    if let Err(at) = node.glob_start_lens.binary_search(&start.len()) {
+                        node.glob_start_lens.insert(at, start.len());
                     }
-                    node.here.push(i);
                 }
-                None => set.unindexed.push(i),
+                None => node.here.push(i),
             }
         }
-        set.rules = rules;
-        set
+        RuleSet {
+            rules,
+            by_registry,
+            unindexed,
+        }
     }
 
     /// The rules in document order.
@@ -292,19 +306,71 @@ impl RuleSet {
         if let Some(key) = registry_key(r)
             && let Some(mut node) = self.by_registry.get(&*key)
         {
-            consider(&node.here);
-            for comp in r.path_components() {
-                match node.children.get(comp) {
-                    Some(child) => {
-                        node = child;
-                        consider(&node.here);
+            let mut comps = r.path_components();
+            loop {
+                consider(&node.here);
+                let Some(comp) = comps.next() else { break };
+                for &len in &node.glob_start_lens {
+                    match comp.get(..len) {
+                        Some(start) => {
+                            if let Some(list) = node.by_glob_start.get(start) {
+                                consider(list);
+                            }
+                        }
+                        None => break,
                     }
+                }
+                match node.children.get(comp) {
+                    Some(child) => node = child,
                     None => break,
                 }
             }
         }
         let i = best as usize;
         self.rules.get(i).map(|rule| (i, rule))
+    }
+}
+
+/// The registry allow-list, indexed by literal registry.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryAllowList {
+    scopes: Vec<RegistryScope>,
+    by_registry: HashMap<String, Vec<u32>>,
+    unindexed: Vec<u32>,
+}
+
+impl RegistryAllowList {
+    /// Builds the index over `scopes` (document order).
+    pub fn new(scopes: Vec<RegistryScope>) -> RegistryAllowList {
+        let mut list = RegistryAllowList::default();
+        for (i, scope) in scopes.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            match scope.index_key() {
+                Some(key) => list.by_registry.entry(key).or_default().push(i),
+                None => list.unindexed.push(i),
+            }
+        }
+        list.scopes = scopes;
+        list
+    }
+
+    /// The entries in document order.
+    pub fn scopes(&self) -> &[RegistryScope] {
+        &self.scopes
+    }
+
+    /// The first entry (by position) that covers `r`.
+    pub fn covering(&self, r: &Reference) -> Option<(usize, &RegistryScope)> {
+        let literal = registry_key(r)
+            .and_then(|key| self.by_registry.get(&*key))
+            .map_or(&[][..], Vec::as_slice);
+        literal
+            .iter()
+            .chain(&self.unindexed)
+            .copied()
+            .filter(|&i| self.scopes.get(i as usize).is_some_and(|s| s.matches(r)))
+            .min()
+            .and_then(|i| self.scopes.get(i as usize).map(|s| (i as usize, s)))
     }
 }
 
@@ -320,7 +386,7 @@ pub struct Policy {
     /// `spec.imageAccess`.
     pub image_access: ImageAccess,
     /// `spec.registryAccess`, when enabled.
-    pub registry_access: Option<Vec<RegistryScope>>,
+    pub registry_access: Option<RegistryAllowList>,
     /// `spec.rules`.
     pub rules: RuleSet,
     /// `spec.require.digest`.
@@ -501,7 +567,7 @@ fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
             }
         }
         if ra.enabled {
-            policy.registry_access = Some(scopes);
+            policy.registry_access = Some(RegistryAllowList::new(scopes));
         }
     }
 

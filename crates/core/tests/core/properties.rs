@@ -91,3 +91,74 @@ proptest! {
         prop_assert!(!first.message.is_empty());
     }
 }
+
+/// Patterns over a small alphabet, so generated rules and references collide often.
+fn small_pattern() -> impl Strategy<Value = String> {
+    let host = prop_oneof![
+        Just(""),
+        Just("ghcr.io/"),
+        Just("GHCR.io/"),
+        Just("*.io/"),
+        Just("docker.io/"),
+        Just("localhost:5000/"),
+        Just("**/"),
+    ];
+    let comp = prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("a-*"),
+        Just("*"),
+        Just("**"),
+        Just("ab"),
+        Just("a-1")
+    ];
+    let tag = prop_oneof![Just(""), Just(":1"), Just(":latest"), Just(":1*")];
+    (host, prop::collection::vec(comp, 1..4), tag)
+        .prop_map(|(h, comps, t)| format!("{h}{}{t}", comps.join("/")))
+}
+
+fn small_reference() -> impl Strategy<Value = String> {
+    let host = prop_oneof![
+        Just(""),
+        Just("ghcr.io/"),
+        Just("quay.io/"),
+        Just("docker.io/"),
+        Just("localhost:5000/")
+    ];
+    let comp = prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("a-1"),
+        Just("a-2"),
+        Just("ab"),
+        Just("library")
+    ];
+    let tag = prop_oneof![Just(""), Just(":1"), Just(":latest"), Just(":12")];
+    (host, prop::collection::vec(comp, 1..5), tag)
+        .prop_map(|(h, comps, t)| format!("{h}{}{t}", comps.join("/")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The rule index is an optimisation only: its first match is the first
+    /// rule, in document order, that matches.
+    #[test]
+    fn indexed_first_match_equals_a_linear_scan(
+        patterns in prop::collection::vec(small_pattern(), 1..40),
+        images in prop::collection::vec(small_reference(), 1..10),
+    ) {
+        let mut text = String::from("apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: p}\nspec:\n  rules:\n");
+        for (i, p) in patterns.iter().enumerate() {
+            let action = if i % 2 == 0 { "allow" } else { "deny" };
+            text.push_str(&format!("    - {action}: \"{p}\"\n"));
+        }
+        let Ok(policy) = Policy::load(&text) else { return Ok(()) };
+        for image in &images {
+            let r = Reference::parse(image).unwrap();
+            let linear = policy.rules.rules().iter().position(|rule| rule.pattern.matches(&r));
+            let indexed = policy.rules.first_match(&r).map(|(i, _)| i);
+            prop_assert_eq!(indexed, linear, "{} against {:?}", image, patterns);
+        }
+    }
+}
