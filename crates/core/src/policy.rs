@@ -483,25 +483,35 @@ fn deserialize<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyEr
     })
 }
 
-fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
-    let mut errors = Vec::new();
-    if doc.api_version.value != API_VERSION {
+/// Checks a document's `apiVersion` and `kind`.
+fn check_header(
+    api_version: &Spanned<String>,
+    kind: &Spanned<String>,
+    expected_kind: &str,
+    errors: &mut Vec<PolicyError>,
+) {
+    if api_version.value != API_VERSION {
         errors.push(error_at(
             "apiVersion",
-            Some(doc.api_version.referenced),
+            Some(api_version.referenced),
             format!(
                 "unsupported apiVersion {:?}; this imagegate reads {API_VERSION}",
-                doc.api_version.value
+                api_version.value
             ),
         ));
     }
-    if doc.kind.value != KIND {
+    if kind.value != expected_kind {
         errors.push(error_at(
             "kind",
-            Some(doc.kind.referenced),
-            format!("kind must be {KIND}, found {:?}", doc.kind.value),
+            Some(kind.referenced),
+            format!("kind must be {expected_kind}, found {:?}", kind.value),
         ));
     }
+}
+
+fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
+    let mut errors = Vec::new();
+    check_header(&doc.api_version, &doc.kind, KIND, &mut errors);
     if doc.metadata.name.value.trim().is_empty() {
         errors.push(error_at(
             "metadata.name",

@@ -371,7 +371,7 @@ impl ReferenceError {
 const ECHO_MAX: usize = 256;
 
 /// Writes `input` quoted and escaped (control characters, quotes, backslashes),
-/// cut after [`ECHO_MAX`] bytes so a 10 MB line does not become a 10 MB message.
+/// cut after 256 bytes so a 10 MB line does not become a 10 MB message.
 pub fn quote_input(input: &str) -> String {
     if input.len() <= ECHO_MAX {
         return format!("{input:?}");

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 use super::{PolicyError, PolicyErrors, error_at};
 use crate::decide::{Input, decide};
 use crate::decision::{Decision, Reason, Verdict};
-use crate::policy::{API_VERSION, Policy};
+use crate::policy::Policy;
 
 /// The `kind` of a policy test suite.
 pub const SUITE_KIND: &str = "ImagePolicyTest";
@@ -92,23 +92,7 @@ impl Suite {
         }
         let doc: SuiteDoc = super::deserialize(text)?;
         let mut errors: Vec<PolicyError> = Vec::new();
-        if doc.api_version.value != API_VERSION {
-            errors.push(error_at(
-                "apiVersion",
-                Some(doc.api_version.referenced),
-                format!(
-                    "unsupported apiVersion {:?}; this imagegate reads {API_VERSION}",
-                    doc.api_version.value
-                ),
-            ));
-        }
-        if doc.kind.value != SUITE_KIND {
-            errors.push(error_at(
-                "kind",
-                Some(doc.kind.referenced),
-                format!("kind must be {SUITE_KIND}, found {:?}", doc.kind.value),
-            ));
-        }
+        super::check_header(&doc.api_version, &doc.kind, SUITE_KIND, &mut errors);
         let mut cases = Vec::new();
         for (i, c) in doc.cases.into_iter().enumerate() {
             let line = c.referenced.line();
