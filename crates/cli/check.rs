@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use imagegate_core::decision::{Decision, Step};
-use imagegate_core::{Input, Policy, decide, decide_explained};
+use imagegate_core::{Input, Mode, Policy, decide, decide_explained};
 use serde::Serialize;
 
 use crate::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, policy, style};
@@ -171,10 +171,11 @@ fn write_text(
     steps: &[Step],
 ) -> std::io::Result<()> {
     let would_deny = d.is_would_be_denial();
-    let word = match (d.is_allowed(), would_deny) {
-        (false, _) => "DENY ",
-        (true, true) => "WARN ",
-        (true, false) => "ALLOW",
+    let word = match (d.is_allowed(), would_deny, d.mode) {
+        (false, _, _) => "DENY ",
+        (true, true, Mode::Audit) => "AUDIT",
+        (true, true, _) => "WARN ",
+        (true, false, _) => "ALLOW",
     };
     let s = style::verdict(d.verdict, would_deny);
     let shown = imagegate_core::reference::quote_input(image);
