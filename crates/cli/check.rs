@@ -94,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let mut out = anstream::stdout().lock();
     let mut any_denied = false;
+    let mut decided = 0usize;
     let mut decide_one = |item: Item, out: &mut dyn Write| -> anyhow::Result<()> {
         let (image, decision, steps) = match item {
             Item::Text(image) => {
@@ -116,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         };
         any_denied |= !decision.is_allowed();
+        decided += 1;
         match args.output {
             Output::Json => {
                 serde_json::to_writer(&mut *out, &CheckRecord::new(&image, &decision))?;
@@ -161,6 +163,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     out.flush()?;
+    if decided == 0 {
+        style::warning("no image references were read from standard input");
+    }
     Ok(if any_denied { EXIT_DENIED } else { EXIT_OK })
 }
 

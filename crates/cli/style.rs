@@ -35,3 +35,9 @@ pub fn error(message: &str) {
     let mut err = anstream::stderr();
     let _ = writeln!(err, "{DENY}error{DENY:#}: {message}");
 }
+
+/// Prints `warning: <message>` on stderr.
+pub fn warning(message: &str) {
+    let mut err = anstream::stderr();
+    let _ = writeln!(err, "{WARN}warning{WARN:#}: {message}");
+}

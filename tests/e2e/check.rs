@@ -369,3 +369,15 @@ fn the_policy_flag_can_come_from_the_environment() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn empty_stdin_decides_nothing_and_says_so() {
+    let o = imagegate(&["check", "--output", "json", "-"], b"\n\n");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("no image references were read from standard input"),
+        "{}",
+        stderr(&o)
+    );
+}

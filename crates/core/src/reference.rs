@@ -143,11 +143,6 @@ impl Reference {
         self.port_start == 0 && self.host().is_some_and(is_docker_hub_host)
     }
 
-    /// The registry in the form messages use: host lowercased, with its port.
-    pub fn registry_display(&self) -> Option<String> {
-        self.domain().map(str::to_ascii_lowercase)
-    }
-
     /// The familiar name Docker's UI shows: `nginx` for `docker.io/library/nginx`,
     /// `someuser/app` for `docker.io/someuser/app`; other registries unchanged.
     pub fn familiar_name(&self) -> &str {
