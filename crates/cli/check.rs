@@ -102,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     image: &image,
                     namespace: args.namespace.as_deref(),
                     user: args.user.as_deref(),
+                    break_glass: false,
                 };
                 let (decision, steps) = if args.explain {
                     decide_explained(&policy, &input)

@@ -21,6 +21,10 @@ pub struct Input<'a> {
     pub namespace: Option<&'a str>,
     /// The user, where the door knows one.
     pub user: Option<&'a str>,
+    /// The request asks to break glass (ImagePolicyWebhook's
+    /// `alpha.image-policy.k8s.io/break-glass: "true"`); honoured only when the
+    /// policy enables `spec.breakGlass`.
+    pub break_glass: bool,
 }
 
 impl<'a> Input<'a> {
@@ -45,13 +49,15 @@ impl<'a> Input<'a> {
 /// assert_eq!(d.message, "image access denied: community images not allowed");
 /// ```
 pub fn decide(policy: &Policy, input: &Input<'_>) -> Decision {
-    evaluate(policy, input, &mut NoTrace)
+    let decision = evaluate(policy, input, &mut NoTrace);
+    break_glass(policy, input, decision, &mut NoTrace)
 }
 
 /// [`decide`], with the chain of steps that led to the decision.
 pub fn decide_explained(policy: &Policy, input: &Input<'_>) -> (Decision, Vec<Step>) {
     let mut steps = Vec::new();
     let decision = evaluate(policy, input, &mut steps);
+    let decision = break_glass(policy, input, decision, &mut steps);
     (decision, steps)
 }
 
@@ -298,6 +304,38 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
 
     let msg = format!("image {reference} is allowed");
     decided(Reason::Allowed, msg.into(), DecidedBy::Default, reference)
+}
+
+/// Turns a refusal of a valid reference into an allow when the request breaks
+/// glass and the policy permits it. Unparseable references stay refused.
+fn break_glass(
+    policy: &Policy,
+    input: &Input<'_>,
+    decision: Decision,
+    trace: &mut impl Trace,
+) -> Decision {
+    if !input.break_glass
+        || decision.verdict == Verdict::Allow
+        || decision.decided_by == DecidedBy::Reference
+    {
+        return decision;
+    }
+    if !policy.break_glass {
+        trace.step(Check::BreakGlass, StepOutcome::Skip, || {
+            "requested, but spec.breakGlass is not enabled".to_owned()
+        });
+        return decision;
+    }
+    trace.step(Check::BreakGlass, StepOutcome::Allow, || {
+        format!("allowed despite {}", decision.reason)
+    });
+    Decision {
+        verdict: Verdict::Allow,
+        reason: Reason::BreakGlass,
+        message: message::break_glass(&decision.message),
+        decided_by: DecidedBy::BreakGlass,
+        ..decision
+    }
 }
 
 fn exempt_outcome(policy: &Policy) -> StepOutcome {

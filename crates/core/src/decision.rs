@@ -88,11 +88,13 @@ pub enum Reason {
     Exempt,
     /// The caller must sign in first (registry door).
     SignInRequired,
+    /// A refusal overridden by a break-glass request the policy permits.
+    BreakGlass,
 }
 
 impl Reason {
     /// Every reason code.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Allowed,
         Reason::InvalidReference,
         Reason::AmbiguousReference,
@@ -102,6 +104,7 @@ impl Reason {
         Reason::DigestRequired,
         Reason::Exempt,
         Reason::SignInRequired,
+        Reason::BreakGlass,
     ];
 
     /// The code (`category_not_allowed`, ...).
@@ -116,6 +119,7 @@ impl Reason {
             Reason::DigestRequired => "digest_required",
             Reason::Exempt => "exempt",
             Reason::SignInRequired => "sign_in_required",
+            Reason::BreakGlass => "break_glass",
         }
     }
 
@@ -126,7 +130,7 @@ impl Reason {
 
     /// Whether this reason refuses (in `enforce` mode).
     pub fn is_refusal(self) -> bool {
-        !matches!(self, Reason::Allowed | Reason::Exempt)
+        !matches!(self, Reason::Allowed | Reason::Exempt | Reason::BreakGlass)
     }
 }
 
@@ -153,6 +157,8 @@ pub enum DecidedBy {
     ImageAccess,
     /// `spec.require.digest`.
     RequireDigest,
+    /// `spec.breakGlass`, on a request that asked for it.
+    BreakGlass,
     /// No part of the policy refused.
     Default,
 }
@@ -168,6 +174,7 @@ impl DecidedBy {
             DecidedBy::RegistryAccess => "spec.registryAccess".to_owned(),
             DecidedBy::ImageAccess => "spec.imageAccess".to_owned(),
             DecidedBy::RequireDigest => "spec.require.digest".to_owned(),
+            DecidedBy::BreakGlass => "spec.breakGlass".to_owned(),
         })
     }
 }
@@ -284,6 +291,11 @@ pub mod message {
         ))
     }
 
+    /// `break-glass: allowed despite: <the refusal>`.
+    pub fn break_glass(refusal: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("break-glass: allowed despite: {refusal}"))
+    }
+
     /// `sign-in required` (registry door, anonymous caller).
     pub fn sign_in_required() -> Cow<'static, str> {
         Cow::Borrowed("sign-in required")
@@ -318,6 +330,8 @@ pub enum Check {
     Requirements,
     /// `spec.mode` applied to a would-be denial.
     Mode,
+    /// `spec.breakGlass` applied to a refusal.
+    BreakGlass,
 }
 
 impl Check {
@@ -331,6 +345,7 @@ impl Check {
             Check::ImageAccess => "image access",
             Check::Requirements => "requirements",
             Check::Mode => "mode",
+            Check::BreakGlass => "break-glass",
         }
     }
 }

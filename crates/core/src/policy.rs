@@ -117,6 +117,15 @@ struct Spec {
     require: Option<RequireDoc>,
     #[serde(default)]
     exempt: Option<ExemptDoc>,
+    #[serde(default)]
+    break_glass: Option<BreakGlassDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakGlassDoc {
+    #[serde(default)]
+    enabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +404,8 @@ pub struct Policy {
     pub exempt_namespaces: Vec<NameGlob>,
     /// `spec.exempt.users`.
     pub exempt_users: Vec<NameGlob>,
+    /// `spec.breakGlass.enabled`: a request may override a refusal.
+    pub break_glass: bool,
 }
 
 impl Default for Policy {
@@ -413,6 +424,7 @@ impl Default for Policy {
             require_digest: false,
             exempt_namespaces: Vec::new(),
             exempt_users: Vec::new(),
+            break_glass: false,
         }
     }
 }
@@ -632,6 +644,7 @@ fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
     }
     policy.rules = RuleSet::new(rules);
     policy.require_digest = spec.require.is_some_and(|r| r.digest);
+    policy.break_glass = spec.break_glass.is_some_and(|b| b.enabled);
 
     if let Some(ex) = spec.exempt {
         let mut globs = |field: &str, list: &[Spanned<String>]| -> Vec<NameGlob> {

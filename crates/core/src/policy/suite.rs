@@ -36,6 +36,8 @@ struct CaseDoc {
     user: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default, rename = "breakGlass")]
+    break_glass: bool,
 }
 
 /// One expectation: an image (with namespace and user) and the decision it must get.
@@ -49,6 +51,8 @@ pub struct Case {
     pub namespace: Option<String>,
     /// The user, for exemption cases.
     pub user: Option<String>,
+    /// Whether the request breaks glass.
+    pub break_glass: bool,
     /// The expected verdict.
     pub decision: Verdict,
     /// The expected reason, if the case names one.
@@ -117,6 +121,7 @@ impl Suite {
                 image: c.image,
                 namespace: c.namespace,
                 user: c.user,
+                break_glass: c.break_glass,
                 decision: c.decision,
                 reason,
                 line,
@@ -143,6 +148,7 @@ impl Suite {
                         image: &case.image,
                         namespace: case.namespace.as_deref(),
                         user: case.user.as_deref(),
+                        break_glass: case.break_glass,
                     },
                 );
                 let passed = decision.verdict == case.decision

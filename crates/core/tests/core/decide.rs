@@ -49,7 +49,7 @@ fn run_suite(policy_text: &str, suite_text: &str, at_least: usize) {
 
 #[test]
 fn corp_policy_decides_every_case_in_its_suite() {
-    run_suite(CORP, include_str!("../data/decide/corp.test.yaml"), 52);
+    run_suite(CORP, include_str!("../data/decide/corp.test.yaml"), 53);
 }
 
 #[test]
@@ -287,4 +287,40 @@ fn ten_thousand_rules_keep_first_match_order() {
     );
     let d = decide(&p, &Input::image("registry.corp.example/x"));
     assert_eq!(d.decided_by, DecidedBy::Rule(10_001));
+}
+
+#[test]
+fn break_glass_allows_a_refusal_only_when_the_policy_enables_it_and_says_so() {
+    let p = policy(include_str!("../data/decide/digest.policy.yaml"));
+    let input = Input {
+        image: "nginx:1.25",
+        break_glass: true,
+        ..Input::default()
+    };
+    let d = decide(&p, &input);
+    assert_eq!((d.verdict, d.reason), (Verdict::Allow, Reason::BreakGlass));
+    assert_eq!(
+        d.message,
+        "break-glass: allowed despite: image access denied: docker.io/library/nginx:1.25 is not pinned by digest"
+    );
+    assert_eq!(
+        d.decided_by.policy_path().as_deref(),
+        Some("spec.breakGlass")
+    );
+    let (explained, steps) = decide_explained(&p, &input);
+    assert_eq!(explained, d);
+    assert_eq!(
+        steps.last().map(|s| (s.check, s.outcome)),
+        Some((Check::BreakGlass, StepOutcome::Allow))
+    );
+    let corp = policy(CORP);
+    let d = decide(
+        &corp,
+        &Input {
+            image: "someuser/custom-image:1",
+            break_glass: true,
+            ..Input::default()
+        },
+    );
+    assert_eq!(d.verdict, Verdict::Deny);
 }
