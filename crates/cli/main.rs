@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod certs;
 mod check;
 mod policy;
+mod serve;
 mod style;
 
 /// Every image allowed, every test passed.
@@ -31,6 +33,10 @@ enum Command {
     /// Validate and test policy files.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Serve the Kubernetes admission doors (ValidatingAdmissionWebhook, ImagePolicyWebhook).
+    Serve(serve::Args),
+    /// Generate a CA and a serving certificate for the webhook; print the caBundle.
+    Certs(certs::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Certs(args) => certs::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

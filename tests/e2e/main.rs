@@ -3,6 +3,7 @@
 
 mod check;
 mod policy;
+mod serve;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

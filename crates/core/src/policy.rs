@@ -458,12 +458,13 @@ impl Policy {
 }
 
 fn parse_document(text: &str) -> Result<Document, PolicyErrors> {
-    deserialize(text)
+    deserialize_document(text)
 }
 
-/// Deserializes one YAML (or JSON) document, turning the first problem into a
-/// [`PolicyError`] with the field's path, line and column.
-fn deserialize<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyErrors> {
+/// Deserializes one YAML (or JSON) document of imagegate's (a policy, a test
+/// suite, a server config), turning the first problem into a [`PolicyError`]
+/// with the field's path, line and column. Duplicate keys are errors.
+pub fn deserialize_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyErrors> {
     let options = serde_saphyr::options! {
         with_snippet: false,
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,

@@ -94,7 +94,7 @@ impl Suite {
         if text.trim().is_empty() {
             return Err(PolicyErrors::one("", None, "test suite is empty"));
         }
-        let doc: SuiteDoc = super::deserialize(text)?;
+        let doc: SuiteDoc = super::deserialize_document(text)?;
         let mut errors: Vec<PolicyError> = Vec::new();
         super::check_header(&doc.api_version, &doc.kind, SUITE_KIND, &mut errors);
         let mut cases = Vec::new();

@@ -1,0 +1,117 @@
+//! `imagegate certs`: a CA and an ECDSA P-256 serving certificate for the
+//! webhook's Service, and the base64 `caBundle` for the webhook configuration.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+};
+
+use crate::EXIT_OK;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The webhook's Service name.
+    #[arg(long, default_value = "imagegate")]
+    service: String,
+    /// The Service's namespace.
+    #[arg(long, default_value = "imagegate")]
+    namespace: String,
+    /// More DNS names for the serving certificate.
+    #[arg(long = "dns", value_name = "NAME")]
+    dns: Vec<String>,
+    /// IP addresses for the serving certificate.
+    #[arg(long = "ip", value_name = "ADDR")]
+    ip: Vec<IpAddr>,
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Days the certificates are valid.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    let until = now + time::Duration::days(i64::from(args.days));
+
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "imagegate webhook CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = now;
+    ca_params.not_after = until;
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the CA key")?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, ca_key).context("signing the CA certificate")?;
+
+    let service = format!("{}.{}.svc", args.service, args.namespace);
+    let mut names = vec![
+        args.service.clone(),
+        format!("{}.{}", args.service, args.namespace),
+        service.clone(),
+        format!("{service}.cluster.local"),
+    ];
+    names.extend(args.dns.iter().cloned());
+    let mut params = CertificateParams::new(names).context("the DNS names")?;
+    params
+        .subject_alt_names
+        .extend(args.ip.iter().map(|ip| SanType::IpAddress(*ip)));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, service.as_str());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = now;
+    params.not_after = until;
+    let key =
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the serving key")?;
+    let cert = params
+        .signed_by(&key, &ca)
+        .context("signing the serving certificate")?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write(&args.out.join("ca.crt"), &ca.pem(), false)?;
+    write(&args.out.join("ca.key"), &ca_key_pem, true)?;
+    write(&args.out.join("tls.crt"), &cert.pem(), false)?;
+    write(&args.out.join("tls.key"), &key.serialize_pem(), true)?;
+    eprintln!(
+        "wrote ca.crt, ca.key, tls.crt and tls.key to {} for {service}, valid {} days; caBundle on stdout",
+        args.out.display(),
+        args.days
+    );
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.pem());
+    let mut out = std::io::stdout();
+    writeln!(out, "{bundle}")?;
+    Ok(EXIT_OK)
+}
+
+fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let _ = secret;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Where images live in Kubernetes objects. The admission door and
+//! `imagegate scan` both ask this module, so they cannot disagree about which
+//! containers a workload has.
+
+use serde_json::Value;
+
+/// The container lists of a Pod spec, in the order they are reported.
+pub const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
+
+/// A workload kind whose objects carry a Pod spec, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// The API group (`""` for the core group).
+    pub group: &'static str,
+    /// The kind.
+    pub kind: &'static str,
+    /// The resource (plural) that admission rules name.
+    pub resource: &'static str,
+    /// The path from the object to its Pod spec.
+    pub pod_spec: &'static [&'static str],
+}
+
+/// Every kind that carries a Pod spec, with the path to it.
+pub const WORKLOADS: [Workload; 9] = [
+    Workload {
+        group: "",
+        kind: "Pod",
+        resource: "pods",
+        pod_spec: &["spec"],
+    },
+    Workload {
+        group: "",
+        kind: "PodTemplate",
+        resource: "podtemplates",
+        pod_spec: &["template", "spec"],
+    },
+    Workload {
+        group: "",
+        kind: "ReplicationController",
+        resource: "replicationcontrollers",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "apps",
+        kind: "Deployment",
+        resource: "deployments",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "apps",
+        kind: "ReplicaSet",
+        resource: "replicasets",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "apps",
+        kind: "StatefulSet",
+        resource: "statefulsets",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "apps",
+        kind: "DaemonSet",
+        resource: "daemonsets",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "batch",
+        kind: "Job",
+        resource: "jobs",
+        pod_spec: &["spec", "template", "spec"],
+    },
+    Workload {
+        group: "batch",
+        kind: "CronJob",
+        resource: "cronjobs",
+        pod_spec: &["spec", "jobTemplate", "spec", "template", "spec"],
+    },
+];
+
+/// The workload for a group and kind, if objects of that kind carry a Pod spec.
+///
+/// ```
+/// use imagegate_scan::manifest::workload;
+/// assert_eq!(workload("batch", "CronJob").unwrap().pod_spec, ["spec", "jobTemplate", "spec", "template", "spec"]);
+/// assert!(workload("", "ConfigMap").is_none());
+/// ```
+pub fn workload(group: &str, kind: &str) -> Option<&'static Workload> {
+    WORKLOADS
+        .iter()
+        .find(|w| w.group == group && w.kind == kind)
+}
+
+/// One place an image is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSite {
+    /// The container's path in the object: `spec.template.spec.initContainers[0]`.
+    pub path: String,
+    /// The container's name, if it has one.
+    pub container: Option<String>,
+    /// The image as written.
+    pub image: String,
+}
+
+/// A container entry that is not shaped as Kubernetes requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeError {
+    /// Where: `spec.containers[1].image`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every image in `object`, a `workload` object, in container order
+/// (init containers, containers, ephemeral containers). A container without an
+/// image, or an image that is not a string, is a [`ShapeError`]: an image that
+/// cannot be read is never skipped silently.
+///
+/// ```
+/// use imagegate_scan::manifest::{image_sites, workload};
+/// let deployment = serde_json::json!({"spec": {"template": {"spec": {
+///     "initContainers": [{"name": "setup", "image": "busybox"}],
+///     "containers": [{"name": "app", "image": "nginx:1.25"}]}}}});
+/// let sites = image_sites(workload("apps", "Deployment").unwrap(), &deployment).unwrap();
+/// assert_eq!(sites[0].path, "spec.template.spec.initContainers[0]");
+/// assert_eq!(sites[1].image, "nginx:1.25");
+/// ```
+pub fn image_sites(workload: &Workload, object: &Value) -> Result<Vec<ImageSite>, ShapeError> {
+    let mut spec = object;
+    let mut path = String::new();
+    for (i, key) in workload.pod_spec.iter().enumerate() {
+        if i > 0 {
+            path.push('.');
+        }
+        path.push_str(key);
+        match spec.get(key) {
+            Some(next) if next.is_object() => spec = next,
+            Some(Value::Null) | None => return Ok(Vec::new()),
+            Some(_) => {
+                return Err(ShapeError {
+                    path,
+                    message: "must be an object".to_owned(),
+                });
+            }
+        }
+    }
+    let mut sites = Vec::new();
+    for list in CONTAINER_LISTS {
+        let containers = match spec.get(list) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                return Err(ShapeError {
+                    path: format!("{path}.{list}"),
+                    message: "must be a list".to_owned(),
+                });
+            }
+        };
+        for (i, container) in containers.iter().enumerate() {
+            let at = format!("{path}.{list}[{i}]");
+            let name = container
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match container.get("image") {
+                Some(Value::String(image)) => sites.push(ImageSite {
+                    path: at,
+                    container: name,
+                    image: image.clone(),
+                }),
+                None | Some(Value::Null) => {
+                    return Err(ShapeError {
+                        path: format!("{at}.image"),
+                        message: "container has no image".to_owned(),
+                    });
+                }
+                Some(_) => {
+                    return Err(ShapeError {
+                        path: format!("{at}.image"),
+                        message: "image must be a string".to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(sites)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn case_cronjob_images_are_under_the_job_template() {
+        let cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}}});
+        let sites = image_sites(workload("batch", "CronJob").unwrap(), &cj).unwrap();
+        assert_eq!(
+            sites,
+            [ImageSite {
+                path: "spec.jobTemplate.spec.template.spec.containers[0]".into(),
+                container: Some("c".into()),
+                image: "x".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn case_pod_lists_init_containers_then_containers_then_ephemeral() {
+        let pod = json!({"spec": {
+            "containers": [{"name": "app", "image": "a"}],
+            "ephemeralContainers": [{"name": "debugger", "image": "e"}],
+            "initContainers": [{"name": "setup", "image": "i"}]}});
+        let sites = image_sites(workload("", "Pod").unwrap(), &pod).unwrap();
+        let paths: Vec<&str> = sites.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.initContainers[0]",
+                "spec.containers[0]",
+                "spec.ephemeralContainers[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn case_missing_or_mistyped_images_are_errors_not_skips() {
+        let w = workload("", "Pod").unwrap();
+        let e = image_sites(w, &json!({"spec": {"containers": [{"name": "a"}]}})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "spec.containers[0].image: container has no image"
+        );
+        let e = image_sites(w, &json!({"spec": {"containers": [{"image": 5}]}})).unwrap_err();
+        assert_eq!(e.path, "spec.containers[0].image");
+        let e = image_sites(w, &json!({"spec": {"containers": {"image": "x"}}})).unwrap_err();
+        assert_eq!(e.path, "spec.containers");
+        let e = image_sites(w, &json!({"spec": "nope"})).unwrap_err();
+        assert_eq!(e.path, "spec");
+    }
+
+    #[test]
+    fn case_podtemplate_has_its_spec_under_template() {
+        let pt = json!({"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}});
+        let sites = image_sites(workload("", "PodTemplate").unwrap(), &pt).unwrap();
+        assert_eq!(sites[0].path, "template.spec.containers[0]");
+    }
+}

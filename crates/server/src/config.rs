@@ -1,0 +1,337 @@
+//! Server configuration: the YAML file users write, merged under flags and
+//! environment variables into one plain struct. Parsed once at start; handlers
+//! never read flags or the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The address `imagegate serve` listens on by default.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// The largest request body accepted by default. kube-apiserver's objects are
+/// at most about 1.5 MiB (etcd's limit), and an UPDATE review carries two.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How often watched files (policy, certificate) are checked by default.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// How long in-flight requests may take to finish after SIGTERM by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The configuration file (`--config FILE`). Relative paths in it are relative
+/// to the file's directory.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    /// `ADDR:PORT` to listen on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// PEM certificate chain; with `tlsKey`, serve HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The policy file.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// `json` (default) or `text` logs.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
+    /// The largest request body accepted, in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// How often watched files are checked, in seconds.
+    #[serde(default)]
+    pub reload_interval_seconds: Option<u64>,
+    /// How long in-flight requests may take after SIGTERM, in seconds.
+    #[serde(default)]
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Values given by flag or environment variable; they win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen` / `IMAGEGATE_LISTEN`.
+    pub listen: Option<String>,
+    /// `--tls-cert` / `IMAGEGATE_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `IMAGEGATE_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// `--policy` / `IMAGEGATE_POLICY`.
+    pub policy: Option<PathBuf>,
+    /// `--log-format` / `IMAGEGATE_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `--max-body-bytes` / `IMAGEGATE_MAX_BODY_BYTES`.
+    pub max_body_bytes: Option<usize>,
+    /// `--reload-interval-seconds` / `IMAGEGATE_RELOAD_INTERVAL_SECONDS`.
+    pub reload_interval_seconds: Option<u64>,
+    /// `--shutdown-grace-seconds` / `IMAGEGATE_SHUTDOWN_GRACE_SECONDS`.
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// The certificate and key files of an HTTPS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// HTTPS files; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+    /// The policy file; without one every valid, unambiguous reference is allowed.
+    pub policy: Option<PathBuf>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How often watched files are checked.
+    pub reload_interval: Duration,
+    /// How long in-flight requests may take after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration that cannot be used: which setting, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not parse.
+    #[error("config {path}:{line}:{column}: {field}{message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+        /// The field's path, with a trailing `: `, or empty.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has a bad value.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting (`listen`, `tlsCert`...).
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads a config file, resolving its relative paths against its directory.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = FileConfig::parse(&text).map_err(|e| match e {
+            ConfigError::Parse {
+                line,
+                column,
+                field,
+                message,
+                ..
+            } => ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                field,
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.tls_cert,
+            &mut config.tls_key,
+            &mut config.policy,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        imagegate_core::policy::deserialize_document(text).map_err(|errors| {
+            let first = errors.0.into_iter().next();
+            let (line, column, field, message) =
+                first.map_or((0, 0, String::new(), String::new()), |e| {
+                    let field = if e.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", e.path)
+                    };
+                    (e.line, e.column, field, e.message)
+                });
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                line,
+                column,
+                field,
+                message,
+            }
+        })
+    }
+}
+
+impl Config {
+    /// Merges flags and environment over the file over the defaults.
+    pub fn resolve(over: Overrides, file: FileConfig) -> Result<Config, ConfigError> {
+        let listen_text = over
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            setting: "listen",
+            message: format!(
+                "{listen_text:?} is not ADDR:PORT (for example 0.0.0.0:8443 or [::]:8443)"
+            ),
+        })?;
+        let tls = match (
+            over.tls_cert.or(file.tls_cert),
+            over.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    setting: "tlsKey",
+                    message: "a certificate needs its key (--tls-key)".to_owned(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "tlsCert",
+                    message: "a key needs its certificate (--tls-cert)".to_owned(),
+                });
+            }
+        };
+        let max_body_bytes = over
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                setting: "maxBodyBytes",
+                message: format!("{max_body_bytes} is too small to hold a review (at least 1024)"),
+            });
+        }
+        let seconds = |v: Option<u64>, default: Duration, setting: &'static str, min: u64| match v {
+            None => Ok(default),
+            Some(s) if s >= min => Ok(Duration::from_secs(s)),
+            Some(s) => Err(ConfigError::Invalid {
+                setting,
+                message: format!("{s} is less than {min}"),
+            }),
+        };
+        Ok(Config {
+            listen,
+            tls,
+            policy: over.policy.or(file.policy),
+            log_format: over.log_format.or(file.log_format).unwrap_or_default(),
+            max_body_bytes,
+            reload_interval: seconds(
+                over.reload_interval_seconds
+                    .or(file.reload_interval_seconds),
+                DEFAULT_RELOAD_INTERVAL,
+                "reloadIntervalSeconds",
+                1,
+            )?,
+            shutdown_grace: seconds(
+                over.shutdown_grace_seconds.or(file.shutdown_grace_seconds),
+                DEFAULT_SHUTDOWN_GRACE,
+                "shutdownGraceSeconds",
+                0,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file =
+            FileConfig::parse("listen: 127.0.0.1:9000\npolicy: p.yaml\nmaxBodyBytes: 2048\n")
+                .unwrap();
+        let c = Config::resolve(Overrides::default(), file.clone()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.max_body_bytes, 2048);
+        assert_eq!(c.reload_interval, DEFAULT_RELOAD_INTERVAL);
+        let over = Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(over, file).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.policy, Some(PathBuf::from("p.yaml")));
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let e = FileConfig::parse("listne: x\n").unwrap_err().to_string();
+        assert!(e.contains("1:1: listne: unknown field `listne`"), "{e}");
+        let e = Config::resolve(
+            Overrides {
+                listen: Some("localhost".into()),
+                ..Overrides::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("listen: \"localhost\" is not ADDR:PORT"),
+            "{e}"
+        );
+        let e = Config::resolve(
+            Overrides {
+                tls_cert: Some("c.pem".into()),
+                ..Overrides::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("tlsKey: "), "{e}");
+    }
+}

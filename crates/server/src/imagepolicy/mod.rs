@@ -1,0 +1,139 @@
+//! `POST /imagepolicy`: the backend of kube-apiserver's ImagePolicyWebhook
+//! admission plugin. The plugin sends images, pass-through annotations and the
+//! namespace, never the user, so only namespace exemptions apply. The
+//! `alpha.image-policy.k8s.io/break-glass: "true"` annotation overrides a
+//! refusal when the policy enables break-glass, and is recorded loudly.
+
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use imagegate_core::{Input, Reason, Verdict, decide};
+
+use crate::audit;
+use crate::body::read_body;
+use crate::state::AppState;
+use wire::{API_VERSION, ImageReview, ImageReviewResponse, ImageReviewStatus, KIND};
+
+/// The door's name in metrics and audit records.
+pub const DOOR: &str = "imagepolicy";
+/// The annotation that asks to break glass.
+pub const BREAK_GLASS: &str = "alpha.image-policy.k8s.io/break-glass";
+
+/// The handler.
+pub async fn review(State(state): State<AppState>, body: Body) -> Response {
+    let started = Instant::now();
+    let response = match read_body(body, state.max_body_bytes).await {
+        Ok(bytes) => match parse(&bytes) {
+            Ok(review) => Json(answer(&state, &review)).into_response(),
+            Err(message) => invalid(message),
+        },
+        Err(err) => invalid(err.to_string()),
+    };
+    state.metrics.latency(DOOR, started.elapsed().as_secs_f64());
+    response
+}
+
+/// HTTP 400 with an ImageReview body whose reason says what is wrong. The
+/// plugin treats any error as a failed call (and then applies `defaultAllow`).
+fn invalid(message: String) -> Response {
+    tracing::warn!(door = DOOR, error = %message, "malformed ImageReview");
+    let body = ImageReviewResponse {
+        api_version: API_VERSION,
+        kind: KIND,
+        status: ImageReviewStatus {
+            allowed: false,
+            reason: message,
+            audit_annotations: BTreeMap::new(),
+        },
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn parse(bytes: &[u8]) -> Result<ImageReview, String> {
+    let review: ImageReview = serde_json::from_slice(bytes)
+        .map_err(|e| format!("request body is not an ImageReview: {e}"))?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(format!(
+            "expected kind {KIND} in {API_VERSION}, got kind {:?} in {:?}",
+            review.kind, review.api_version
+        ));
+    }
+    Ok(review)
+}
+
+/// Decides every image of the review.
+pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
+    let policy = state.policy();
+    let spec = &review.spec;
+    let namespace = (!spec.namespace.is_empty()).then_some(spec.namespace.as_str());
+    let break_glass = spec
+        .annotations
+        .get(BREAK_GLASS)
+        .is_some_and(|v| v == "true");
+    let mut refused = Vec::new();
+    let mut warnings = Vec::new();
+    let mut broke_glass = Vec::new();
+    for (i, container) in spec.containers.iter().enumerate() {
+        let d = decide(
+            &policy,
+            &Input {
+                image: &container.image,
+                namespace,
+                user: None,
+                break_glass,
+            },
+        );
+        state.metrics.decision(DOOR, &d);
+        let path = format!("spec.containers[{i}]");
+        audit::record(
+            &audit::Context {
+                door: DOOR,
+                namespace,
+                path: Some(&path),
+                ..audit::Context::default()
+            },
+            &container.image,
+            &d,
+        );
+        let line = format!("{}: {}", container.image, d.message);
+        match d.verdict {
+            Verdict::Deny => refused.push(line),
+            Verdict::Allow if d.reason == Reason::BreakGlass => broke_glass.push(line),
+            Verdict::Allow if d.is_would_be_denial() => warnings.push(line),
+            Verdict::Allow => {}
+        }
+    }
+    let mut annotations = BTreeMap::new();
+    let decision = if !refused.is_empty() {
+        "deny"
+    } else if !broke_glass.is_empty() {
+        "break-glass"
+    } else if !warnings.is_empty() {
+        "warn"
+    } else {
+        "allow"
+    };
+    annotations.insert("decision".to_owned(), decision.to_owned());
+    if !broke_glass.is_empty() {
+        annotations.insert("break-glass".to_owned(), broke_glass.join("; "));
+    }
+    if !warnings.is_empty() {
+        annotations.insert("warnings".to_owned(), warnings.join("; "));
+    }
+    ImageReviewResponse {
+        api_version: API_VERSION,
+        kind: KIND,
+        status: ImageReviewStatus {
+            allowed: refused.is_empty(),
+            reason: refused.join("; "),
+            audit_annotations: annotations,
+        },
+    }
+}

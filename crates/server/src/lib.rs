@@ -1,0 +1,170 @@
+//! imagegate's doors over HTTP: the Kubernetes ValidatingAdmissionWebhook
+//! (`/admission/validate`) and the ImagePolicyWebhook backend (`/imagepolicy`),
+//! with health, readiness and Prometheus metrics. Every door asks
+//! `imagegate_core::decide`; this crate only speaks the protocols.
+#![deny(missing_docs)]
+
+pub mod admission;
+pub mod audit;
+pub mod body;
+pub mod config;
+pub mod imagepolicy;
+pub mod metrics;
+pub mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use imagegate_core::Policy;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// The routes, around `state`. `ready` answers `/readyz`.
+pub fn router(state: AppState, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/admission/validate", post(admission::validate))
+        .route("/imagepolicy", post(imagepolicy::review))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                    }
+                }
+            }),
+        )
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: imagegate serves /admission/validate, /imagepolicy, /healthz, /readyz and /metrics\n") })
+        .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The policy file cannot be used.
+    #[error(transparent)]
+    Policy(#[from] state::PolicyFileError),
+    /// The certificate cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Listening or serving failed.
+    #[error("cannot serve on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server until `shutdown` completes, then stops accepting, marks
+/// itself not ready, and lets in-flight requests finish within the grace period.
+/// `on_listening` receives the bound address (useful with port 0).
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let policy = match &config.policy {
+        Some(path) => {
+            let policy = state::load_policy(path)?;
+            tracing::info!(policy = %path.display(), name = %policy.name, mode = %policy.mode, "policy loaded");
+            policy
+        }
+        None => {
+            tracing::warn!("no policy given: every valid, unambiguous image is allowed");
+            Policy::default()
+        }
+    };
+    let (tx, rx) = watch::channel(Arc::new(policy));
+    if let Some(path) = config.policy.clone() {
+        tokio::spawn(state::watch_policy(
+            path,
+            tx,
+            metrics.clone(),
+            config.reload_interval,
+        ));
+    }
+    let state = AppState {
+        policy: rx,
+        metrics,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = router(state, ready.clone());
+
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    {
+        let handle = handle.clone();
+        let grace = config.shutdown_grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            ready.store(false, Ordering::Relaxed);
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "shutting down: finishing in-flight requests"
+            );
+            handle.graceful_shutdown(Some(grace));
+        });
+    }
+    {
+        let handle = handle.clone();
+        let tls = config.tls.is_some();
+        tokio::spawn(async move {
+            if let Some(addr) = handle.listening().await {
+                tracing::info!(addr = %addr, tls, "listening");
+                on_listening(addr);
+            }
+        });
+    }
+    let addr = config.listen;
+    let io = |source| ServeError::Io { addr, source };
+    match &config.tls {
+        Some(files) => {
+            let rustls = tls::load(files).await?;
+            tokio::spawn(tls::watch(
+                rustls.clone(),
+                files.clone(),
+                config.reload_interval,
+            ));
+            axum_server::bind_rustls(addr, rustls)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(io)
+        }
+        None => axum_server::bind(addr)
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+            .map_err(io),
+    }
+}

@@ -1,0 +1,135 @@
+//! Prometheus metrics: decisions by door, reason and mode; request latency by
+//! door; policy reloads; break-glass use. Served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use imagegate_core::Decision;
+
+/// Labels of one decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `admission`, `imagepolicy`, ...
+    pub door: &'static str,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The reason code.
+    pub reason: &'static str,
+    /// The policy's mode.
+    pub mode: &'static str,
+}
+
+/// Labels naming a door.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoorLabels {
+    /// The door.
+    pub door: &'static str,
+}
+
+/// Labels of a policy reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+/// Every metric, registered once.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: Family<DoorLabels, Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
+    break_glass: Family<DoorLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("imagegate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Image decisions by door, verdict, reason and mode",
+            decisions.clone(),
+        );
+        let latency = Family::<DoorLabels, Histogram>::new_with_constructor(|| {
+            // 50 us to 2.5 s: a review is microseconds, a slow client is not.
+            Histogram::new([
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+            ])
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a review, by door",
+            latency.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy file reloads by result",
+            reloads.clone(),
+        );
+        let break_glass = Family::<DoorLabels, Counter>::default();
+        registry.register(
+            "break_glass",
+            "Refusals overridden by break-glass, by door",
+            break_glass.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            reloads,
+            break_glass,
+        }
+    }
+
+    /// Counts one decision.
+    pub fn decision(&self, door: &'static str, d: &Decision) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                door,
+                decision: d.verdict.as_str(),
+                reason: d.reason.code(),
+                mode: d.mode.as_str(),
+            })
+            .inc();
+        if d.reason == imagegate_core::Reason::BreakGlass {
+            self.break_glass.get_or_create(&DoorLabels { door }).inc();
+        }
+    }
+
+    /// Records how long a request took.
+    pub fn latency(&self, door: &'static str, seconds: f64) {
+        self.latency
+            .get_or_create(&DoorLabels { door })
+            .observe(seconds);
+    }
+
+    /// Counts a policy reload.
+    pub fn policy_reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,139 @@
+//! What every handler shares: the current policy behind a `watch` channel,
+//! the metrics, and the request limits. The policy file is re-read when it
+//! changes; a broken new version keeps the last good policy and logs why.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagegate_core::Policy;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The policy in force.
+    pub policy: watch::Receiver<Arc<Policy>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State around a fixed policy (tests, and servers without a policy file).
+    pub fn fixed(policy: Policy, max_body_bytes: usize) -> AppState {
+        let (_tx, rx) = watch::channel(Arc::new(policy));
+        AppState {
+            policy: rx,
+            metrics: Arc::new(Metrics::new()),
+            max_body_bytes,
+        }
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.borrow().clone()
+    }
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    /// It cannot be read.
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It does not load; one problem per line, each `FILE:line:column: field: message`.
+    #[error("policy {path} does not load:\n{report}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem.
+        report: String,
+    },
+}
+
+/// Reads and compiles a policy file.
+pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
+    let text = std::fs::read(path).map_err(|source| PolicyFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8(text).map_err(|e| PolicyFileError::Invalid {
+        path: path.to_owned(),
+        report: format!(
+            "  {}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
+    Policy::load(&text).map_err(|errors| PolicyFileError::Invalid {
+        path: path.to_owned(),
+        report: errors
+            .0
+            .iter()
+            .map(|e| format!("  {}:{e}", path.display()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// A file's content fingerprint, to notice changes that keep the mtime (a
+/// Kubernetes ConfigMap swaps a symlink) and to skip rewrites that change nothing.
+pub(crate) fn fingerprint(path: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Re-reads `path` every `interval`; when its content changes, loads it and
+/// publishes the new policy, or logs the error and keeps the last good one.
+pub async fn watch_policy(
+    path: PathBuf,
+    tx: watch::Sender<Arc<Policy>>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+) {
+    let mut last = fingerprint(&path);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = fingerprint(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || load_policy(&path)).await
+        };
+        match loaded {
+            Ok(Ok(policy)) => {
+                tracing::info!(policy = %path.display(), name = %policy.name, mode = %policy.mode, "policy reloaded");
+                metrics.policy_reload(true);
+                if tx.send(Arc::new(policy)).is_err() {
+                    return;
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::error!(policy = %path.display(), error = %err, "policy reload failed; keeping the last good policy");
+                metrics.policy_reload(false);
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "policy reload task failed; keeping the last good policy");
+                metrics.policy_reload(false);
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! `imagegate serve` and `imagegate certs`: the running binary over real HTTPS,
+//! with curl verifying the certificate `imagegate certs` made.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SERVICE_HOST: &str = "imagegate.imagegate.svc";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/server/tests/fixtures");
+
+/// A running `imagegate serve`, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+            .arg("serve")
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--reload-interval-seconds",
+                "1",
+                "--shutdown-grace-seconds",
+                "5",
+            ])
+            .args(args)
+            .env_remove("IMAGEGATE_POLICY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("imagegate serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            port: 0,
+            logs,
+        };
+        let line = server.wait_for_log("listening", Duration::from_secs(20));
+        let log: Value = serde_json::from_str(&line).expect("JSON log line");
+        let addr = log["addr"].as_str().expect("addr");
+        server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        server
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    fn wait_for_log(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line containing {needle:?} within {within:?}"),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{SERVICE_HOST}:{}{path}", self.port)
+    }
+
+    /// POSTs with curl, verifying the server against `ca`. Returns (status, body).
+    fn post(&self, ca: &Path, path: &str, body: &[u8]) -> (u16, Value) {
+        let (status, text) = curl(&self.url(path), self.port, ca, Some(body));
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, ca: &Path, path: &str) -> (u16, String) {
+        curl(&self.url(path), self.port, ca, None)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(url: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args([
+            "--resolve",
+            &format!("{SERVICE_HOST}:{port}:127.0.0.1"),
+            "--write-out",
+            "\n%{http_code}",
+        ]);
+    if body.is_some() {
+        cmd.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    cmd.arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("curl runs (scripts/test installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(b) = body {
+            stdin.write_all(b).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
+    let code: u16 = code.trim().parse().unwrap_or(0);
+    if code == 0 {
+        return (0, String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    (code, body.to_owned())
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("imagegate-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `imagegate certs` into `dir` and returns the caBundle it printed.
+fn certs(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args([
+            "certs",
+            "--service",
+            "imagegate",
+            "--namespace",
+            "imagegate",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn fixture(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()).unwrap()
+}
+
+#[test]
+fn certs_prints_a_ca_bundle_for_an_ecdsa_p256_serving_certificate() {
+    use base64::Engine;
+    let dir = temp_dir("certs");
+    let bundle = certs(&dir);
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(&bundle)
+        .unwrap();
+    assert_eq!(
+        pem,
+        std::fs::read(dir.join("ca.crt")).unwrap(),
+        "caBundle is ca.crt, base64"
+    );
+    let key = std::fs::read_to_string(dir.join("tls.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.join("tls.crt"))
+        .output();
+    if let Ok(text) = text {
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("prime256v1") || text.contains("P-256"),
+            "{text}"
+        );
+        assert!(text.contains("DNS:imagegate.imagegate.svc"), "{text}");
+    }
+}
+
+#[test]
+fn both_doors_answer_golden_reviews_over_verified_https() {
+    let dir = temp_dir("golden");
+    certs(&dir);
+    let ca = dir.join("ca.crt");
+    let policy = format!("{FIXTURES}/policy.yaml");
+    let server = Server::start(&[
+        "--tls-cert",
+        dir.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        dir.join("tls.key").to_str().unwrap(),
+        "--policy",
+        &policy,
+    ]);
+    assert_eq!(server.get(&ca, "/healthz"), (200, "ok\n".to_owned()));
+    for name in [
+        "deployment-create-v1",
+        "cronjob-create-v1",
+        "pod-ephemeralcontainers-v1",
+        "pod-create-v1beta1",
+        "deployment-exempt-namespace-v1",
+    ] {
+        let f = fixture(&format!("admission/{name}.json"));
+        let (status, got) = server.post(
+            &ca,
+            "/admission/validate",
+            &serde_json::to_vec(&f["request"]).unwrap(),
+        );
+        assert_eq!((status, &got), (200, &f["response"]), "{name}");
+    }
+    for name in ["denied", "allowed", "break-glass"] {
+        let f = fixture(&format!("imagepolicy/{name}.json"));
+        let (status, got) = server.post(
+            &ca,
+            "/imagepolicy",
+            &serde_json::to_vec(&f["request"]).unwrap(),
+        );
+        assert_eq!((status, &got), (200, &f["response"]), "{name}");
+    }
+    let (status, got) = server.post(&ca, "/admission/validate", b"{not json");
+    assert_eq!(status, 400, "{got}");
+    let (_, metrics) = server.get(&ca, "/metrics");
+    assert!(
+        metrics.contains(r#"imagegate_break_glass_total{door="imagepolicy"} 1"#),
+        "{metrics}"
+    );
+
+    // A client that does not trust the CA is refused by the TLS handshake.
+    let other = temp_dir("other-ca");
+    certs(&other);
+    let (status, err) = server.get(&other.join("ca.crt"), "/healthz");
+    assert_eq!(status, 0, "an unknown CA must fail verification: {err}");
+}
+
+#[test]
+fn policy_and_certificate_changes_apply_without_a_restart() {
+    let dir = temp_dir("reload");
+    certs(&dir);
+    let ca = dir.join("ca.crt");
+    let policy = dir.join("policy.yaml");
+    std::fs::copy(format!("{FIXTURES}/policy.yaml"), &policy).unwrap();
+    let mut server = Server::start(&[
+        "--tls-cert",
+        dir.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        dir.join("tls.key").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    let review = serde_json::to_vec(&fixture("imagepolicy/denied.json")["request"]).unwrap();
+    let (_, got) = server.post(&ca, "/imagepolicy", &review);
+    assert_eq!(got["status"]["allowed"], false);
+
+    // A policy that allows community images and any registry takes effect.
+    let open = std::fs::read_to_string(&policy)
+        .unwrap()
+        .replace(
+            "allow: [official, organization]",
+            "allow: [official, organization, community]",
+        )
+        .replace(
+            "  registryAccess:\n    enabled: true",
+            "  registryAccess:\n    enabled: false",
+        );
+    std::fs::write(&policy, open).unwrap();
+    server.wait_for_log("policy reloaded", Duration::from_secs(15));
+    let (_, got) = server.post(&ca, "/imagepolicy", &review);
+    assert_eq!(got["status"]["allowed"], true, "{got}");
+
+    // A broken policy is refused and the last good one stays in force.
+    std::fs::write(&policy, "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  mdoe: warn\n").unwrap();
+    let line = server.wait_for_log("policy reload failed", Duration::from_secs(15));
+    assert!(
+        line.contains("spec.mdoe"),
+        "the log names the bad field: {line}"
+    );
+    let (_, got) = server.post(&ca, "/imagepolicy", &review);
+    assert_eq!(
+        got["status"]["allowed"], true,
+        "the last good policy stays: {got}"
+    );
+
+    // cert-manager rotation: a new CA and certificate are served without a restart.
+    let rotated = temp_dir("rotated");
+    certs(&rotated);
+    std::fs::copy(rotated.join("tls.key"), dir.join("tls.key")).unwrap();
+    std::fs::copy(rotated.join("tls.crt"), dir.join("tls.crt")).unwrap();
+    server.wait_for_log("TLS certificate reloaded", Duration::from_secs(15));
+    assert_eq!(server.get(&rotated.join("ca.crt"), "/healthz").0, 200);
+    assert_eq!(
+        server.get(&ca, "/healthz").0,
+        0,
+        "the old CA no longer verifies"
+    );
+}
+
+#[test]
+fn sigterm_lets_the_server_stop_cleanly() {
+    let mut server = Server::start(&[]);
+    let pid = server.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_for_log("shutting down", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_refuses_a_broken_policy_at_start_naming_file_and_line() {
+    let dir = temp_dir("broken");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rules:\n    - deny: Nginx\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:6:13: spec.rules[0].deny", policy.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_reads_its_config_file_relative_to_itself_and_flags_override_it() {
+    let dir = temp_dir("config");
+    certs(&dir);
+    std::fs::copy(format!("{FIXTURES}/policy.yaml"), dir.join("policy.yaml")).unwrap();
+    std::fs::write(
+        dir.join("serve.yaml"),
+        "listen: 127.0.0.1:1\npolicy: policy.yaml\ntlsCert: tls.crt\ntlsKey: tls.key\nlogFormat: json\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--config", dir.join("serve.yaml").to_str().unwrap()]);
+    assert_ne!(server.port, 1, "--listen overrides the file");
+    let f = fixture("imagepolicy/denied.json");
+    let (status, got) = server.post(
+        &dir.join("ca.crt"),
+        "/imagepolicy",
+        &serde_json::to_vec(&f["request"]).unwrap(),
+    );
+    assert_eq!((status, &got), (200, &f["response"]));
+}
