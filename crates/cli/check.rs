@@ -109,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 } else {
                     (decide(&policy, &input), Vec::new())
                 };
+                let decision = with_rego(&policy, &input, decision);
                 (image, decision, steps)
             }
             Item::NotUtf8 { shown, line } => {
@@ -168,6 +169,42 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         style::warning("no image references were read from standard input");
     }
     Ok(if any_denied { EXIT_DENIED } else { EXIT_OK })
+}
+
+/// Asks the policy's Rego modules about one image, after the built-in checks:
+/// the first Rego refusal replaces an allow (keeping the reference).
+#[cfg(feature = "rego")]
+fn with_rego(policy: &Policy, input: &Input<'_>, decision: Decision) -> Decision {
+    use imagegate_core::Reason;
+    if policy.rego.is_none()
+        || decision.reference.is_none()
+        || decision.reason == Reason::Exempt
+        || !decision.is_allowed()
+    {
+        return decision;
+    }
+    let rego_input = serde_json::json!({
+        "door": "check",
+        "namespace": input.namespace,
+        "user": input.user,
+        "images": [imagegate_core::rego::image_entry(input.image, &decision)],
+    });
+    match imagegate_core::rego_refusals(policy, &rego_input)
+        .into_iter()
+        .next()
+    {
+        Some(refusal) if !decision.is_would_be_denial() => Decision {
+            reference: decision.reference,
+            category: decision.category,
+            ..refusal
+        },
+        _ => decision,
+    }
+}
+
+#[cfg(not(feature = "rego"))]
+fn with_rego(_: &Policy, _: &Input<'_>, decision: Decision) -> Decision {
+    decision
 }
 
 fn write_text(

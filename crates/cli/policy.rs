@@ -29,11 +29,17 @@ pub enum Command {
     },
 }
 
-/// Reads and compiles a policy. `Err` when the file cannot be read; `Ok(Err)`
-/// with a printable report when it does not load.
+/// Reads and compiles a policy (and the Rego files it names). `Err` when the
+/// file cannot be read; `Ok(Err)` with a printable report when it does not load.
 pub fn load(path: &Path) -> anyhow::Result<Result<Policy, String>> {
-    let text = read(path, "policy")?;
-    Ok(Policy::load(&text).map_err(|e| report(path, &e)))
+    use imagegate_server::state::{PolicyFileError, load_policy};
+    match load_policy(path) {
+        Ok(policy) => Ok(Ok(policy)),
+        Err(err @ PolicyFileError::Read { .. }) => Err(err.into()),
+        Err(PolicyFileError::Invalid { path, report }) => {
+            Ok(Err(format!("{} does not load:\n{report}", path.display())))
+        }
+    }
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {

@@ -381,3 +381,76 @@ fn empty_stdin_decides_nothing_and_says_so() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_rego_policy_refuses_look_alike_registries_with_its_own_message() {
+    let o = imagegate(
+        &[
+            "check",
+            "--policy",
+            "examples/rego-policy.yaml",
+            "--output",
+            "json",
+            "trusted-registry.io/team/app:1",
+            "trusted-registry.io.evil.com/team/app:1",
+            "nginx:1.25",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines = json_lines(&stdout(&o));
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(lines[1]["reason"], "rego_denied");
+    assert_eq!(
+        lines[1]["message"],
+        "image trusted-registry.io.evil.com/team/app:1 is not from an allowed registry"
+    );
+    assert_eq!(
+        lines[1]["reference"], "trusted-registry.io.evil.com/team/app:1",
+        "the reference is still reported"
+    );
+    assert_eq!(lines[2]["decision"], "allow");
+}
+
+#[test]
+fn a_rego_syntax_error_names_the_rego_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("imagegate-e2e-rego-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.rego"),
+        "package x\n\ndeny contains msg if {\n  msg := \n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rego: [bad.rego]\n",
+    )
+    .unwrap();
+    let o = imagegate(
+        &[
+            "policy",
+            "validate",
+            dir.join("policy.yaml").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("spec.rego[0]: bad.rego:4:"), "{err}");
+    std::fs::write(dir.join("policy.yaml"), "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rego: [missing.rego]\n").unwrap();
+    let o = imagegate(
+        &[
+            "policy",
+            "validate",
+            dir.join("policy.yaml").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("spec.rego[0]: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -84,14 +84,24 @@ fn validate_refuses_wrong_types_unknown_fields_and_non_policies() {
 }
 
 #[test]
-fn validate_of_a_missing_or_binary_file_is_a_usage_error() {
+fn validate_of_a_missing_file_is_a_usage_error_and_of_a_binary_file_invalid() {
     let o = imagegate(&["policy", "validate", "/nonexistent.yaml"], b"");
     assert_eq!(o.status.code(), Some(2));
     let path = temp_file("binary.yaml", "");
     std::fs::write(&path, b"\xff\xfe\x00apiVersion").unwrap();
     let o = imagegate(&["policy", "validate", path.to_str().unwrap()], b"");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("is not UTF-8 text"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not UTF-8 text (invalid byte at offset 0)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = imagegate(&["check", "--policy", path.to_str().unwrap(), "nginx"], b"");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a policy that does not load is a usage error for check"
+    );
 }
 
 #[test]

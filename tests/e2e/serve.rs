@@ -385,3 +385,23 @@ fn serve_reads_its_config_file_relative_to_itself_and_flags_override_it() {
     );
     assert_eq!((status, &got), (200, &f["response"]));
 }
+
+#[test]
+fn serve_refuses_a_rego_syntax_error_at_start_naming_file_and_line() {
+    let dir = temp_dir("rego-broken");
+    std::fs::write(
+        dir.join("bad.rego"),
+        "package x\nimport rego.v1\ndeny contains msg if {\n  msg := \n}\n",
+    )
+    .unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rego: [bad.rego]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.rego[0]: bad.rego:4:"), "{err}");
+}

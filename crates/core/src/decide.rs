@@ -306,6 +306,43 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
     decided(Reason::Allowed, msg.into(), DecidedBy::Default, reference)
 }
 
+/// The refusals of the policy's Rego modules for a request described by
+/// `input` (see `rego` for the shapes doors build), as decisions with reason
+/// `rego_denied`, refusing in `enforce` mode and allowed with the message kept
+/// in `warn` and `audit`. Empty when the policy has no Rego or Rego allows.
+#[cfg(feature = "rego")]
+pub fn rego_refusals(policy: &Policy, input: &serde_json::Value) -> Vec<Decision> {
+    let Some(rego) = &policy.rego else {
+        return Vec::new();
+    };
+    rego.evaluate(input)
+        .into_iter()
+        .map(|message| Decision {
+            verdict: if policy.mode == crate::decision::Mode::Enforce {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            },
+            reason: Reason::RegoDenied,
+            message: message.into(),
+            reference: None,
+            category: None,
+            mode: policy.mode,
+            decided_by: DecidedBy::Rego,
+        })
+        .collect()
+}
+
+/// Applies a break-glass request to a decision made outside [`decide`] (a Rego
+/// refusal): the same rule, in the same words.
+pub fn with_break_glass(policy: &Policy, requested: bool, decision: Decision) -> Decision {
+    let input = Input {
+        break_glass: requested,
+        ..Input::default()
+    };
+    break_glass(policy, &input, decision, &mut NoTrace)
+}
+
 /// Turns a refusal of a valid reference into an allow when the request breaks
 /// glass and the policy permits it. Unparseable references stay refused.
 fn break_glass(

@@ -90,11 +90,13 @@ pub enum Reason {
     SignInRequired,
     /// A refusal overridden by a break-glass request the policy permits.
     BreakGlass,
+    /// A Rego policy refused.
+    RegoDenied,
 }
 
 impl Reason {
     /// Every reason code.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Allowed,
         Reason::InvalidReference,
         Reason::AmbiguousReference,
@@ -105,6 +107,7 @@ impl Reason {
         Reason::Exempt,
         Reason::SignInRequired,
         Reason::BreakGlass,
+        Reason::RegoDenied,
     ];
 
     /// The code (`category_not_allowed`, ...).
@@ -120,6 +123,7 @@ impl Reason {
             Reason::Exempt => "exempt",
             Reason::SignInRequired => "sign_in_required",
             Reason::BreakGlass => "break_glass",
+            Reason::RegoDenied => "rego_denied",
         }
     }
 
@@ -159,6 +163,8 @@ pub enum DecidedBy {
     RequireDigest,
     /// `spec.breakGlass`, on a request that asked for it.
     BreakGlass,
+    /// `spec.rego`.
+    Rego,
     /// No part of the policy refused.
     Default,
 }
@@ -175,6 +181,7 @@ impl DecidedBy {
             DecidedBy::ImageAccess => "spec.imageAccess".to_owned(),
             DecidedBy::RequireDigest => "spec.require.digest".to_owned(),
             DecidedBy::BreakGlass => "spec.breakGlass".to_owned(),
+            DecidedBy::Rego => "spec.rego".to_owned(),
         })
     }
 }

@@ -24,7 +24,11 @@ pub mod dockerhub;
 pub mod pattern;
 pub mod policy;
 pub mod reference;
+#[cfg(feature = "rego")]
+pub mod rego;
 
+#[cfg(feature = "rego")]
+pub use decide::rego_refusals;
 pub use decide::{Input, decide, decide_explained};
 pub use decision::{Decision, Mode, Reason, Verdict};
 pub use policy::Policy;

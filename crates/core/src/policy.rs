@@ -119,6 +119,8 @@ struct Spec {
     exempt: Option<ExemptDoc>,
     #[serde(default)]
     break_glass: Option<BreakGlassDoc>,
+    #[serde(default)]
+    rego: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -406,6 +408,9 @@ pub struct Policy {
     pub exempt_users: Vec<NameGlob>,
     /// `spec.breakGlass.enabled`: a request may override a refusal.
     pub break_glass: bool,
+    /// `spec.rego`: the compiled Rego policies, if the policy names any.
+    #[cfg(feature = "rego")]
+    pub rego: Option<std::sync::Arc<crate::rego::RegoPolicies>>,
 }
 
 impl Default for Policy {
@@ -425,6 +430,8 @@ impl Default for Policy {
             exempt_namespaces: Vec::new(),
             exempt_users: Vec::new(),
             break_glass: false,
+            #[cfg(feature = "rego")]
+            rego: None,
         }
     }
 }
@@ -439,6 +446,19 @@ impl Policy {
     /// assert_eq!((p.0[0].line, p.0[0].column), (6, 13));
     /// ```
     pub fn load(text: &str) -> Result<Policy, PolicyErrors> {
+        Policy::load_with_files(text, &|name| {
+            Err(format!(
+                "cannot read {name}: this policy was loaded from text alone"
+            ))
+        })
+    }
+
+    /// Loads a policy whose `spec.rego` names files, reading each with `read`
+    /// (the caller resolves names, typically relative to the policy file).
+    pub fn load_with_files(
+        text: &str,
+        read: &dyn Fn(&str) -> Result<String, String>,
+    ) -> Result<Policy, PolicyErrors> {
         if text.len() > MAX_POLICY_BYTES {
             return Err(PolicyErrors::one(
                 "",
@@ -453,7 +473,7 @@ impl Policy {
             return Err(PolicyErrors::one("", None, "policy is empty"));
         }
         let doc = parse_document(text)?;
-        compile(doc)
+        compile(doc, read)
     }
 }
 
@@ -496,6 +516,56 @@ pub fn deserialize_document<T: serde::de::DeserializeOwned>(text: &str) -> Resul
     })
 }
 
+/// Reads and compiles `spec.rego`, reporting each problem at its entry.
+#[cfg(feature = "rego")]
+fn compile_rego(
+    files: &[Spanned<String>],
+    read: &dyn Fn(&str) -> Result<String, String>,
+    policy: &mut Policy,
+    errors: &mut Vec<PolicyError>,
+) {
+    if files.is_empty() {
+        return;
+    }
+    let mut sources = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match read(&f.value) {
+            Ok(text) => sources.push((f.value.clone(), text)),
+            Err(e) => errors.push(error_at(&format!("spec.rego[{i}]"), Some(f.referenced), e)),
+        }
+    }
+    if sources.len() != files.len() {
+        return;
+    }
+    match crate::rego::RegoPolicies::compile(&sources, crate::rego::DEFAULT_LIMIT) {
+        Ok(rego) => policy.rego = Some(std::sync::Arc::new(rego)),
+        Err(e) => {
+            let i = files.iter().position(|f| f.value == e.file).unwrap_or(0);
+            errors.push(error_at(
+                &format!("spec.rego[{i}]"),
+                files.get(i).map(|f| f.referenced),
+                e.to_string(),
+            ));
+        }
+    }
+}
+
+#[cfg(not(feature = "rego"))]
+fn compile_rego(
+    files: &[Spanned<String>],
+    _read: &dyn Fn(&str) -> Result<String, String>,
+    _policy: &mut Policy,
+    errors: &mut Vec<PolicyError>,
+) {
+    if let Some(f) = files.first() {
+        errors.push(error_at(
+            "spec.rego[0]",
+            Some(f.referenced),
+            "this imagegate was built without Rego support",
+        ));
+    }
+}
+
 /// Checks a document's `apiVersion` and `kind`.
 fn check_header(
     api_version: &Spanned<String>,
@@ -522,7 +592,10 @@ fn check_header(
     }
 }
 
-fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
+fn compile(
+    doc: Document,
+    read: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Policy, PolicyErrors> {
     let mut errors = Vec::new();
     check_header(&doc.api_version, &doc.kind, KIND, &mut errors);
     if doc.metadata.name.value.trim().is_empty() {
@@ -665,6 +738,8 @@ fn compile(doc: Document) -> Result<Policy, PolicyErrors> {
         policy.exempt_namespaces = globs("namespaces", &ex.namespaces);
         policy.exempt_users = globs("users", &ex.users);
     }
+
+    compile_rego(&spec.rego, read, &mut policy, &mut errors);
 
     if errors.is_empty() {
         Ok(policy)

@@ -134,6 +134,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
     let mut refused = Vec::new();
     let mut warnings = Vec::new();
     let mut records = Vec::new();
+    let mut decisions = Vec::with_capacity(sites.len());
     for site in &sites {
         let d = decide(
             &policy,
@@ -164,6 +165,59 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
             Verdict::Allow => {}
         }
         records.push(record(site, &d));
+        decisions.push(d);
+    }
+
+    // Rego sees the whole request once, in the shapes Gatekeeper (input.review)
+    // and plain OPA (input.request) policies expect, plus the images decided.
+    #[cfg(feature = "rego")]
+    if policy.rego.is_some()
+        && !decisions
+            .iter()
+            .all(|d| d.reason == imagegate_core::Reason::Exempt)
+    {
+        let request = serde_json::to_value(req).unwrap_or_default();
+        let images: Vec<serde_json::Value> = sites
+            .iter()
+            .zip(&decisions)
+            .map(|(site, d)| {
+                let mut entry = imagegate_core::rego::image_entry(&site.image, d);
+                entry["path"] = site.path.clone().into();
+                entry["container"] = site.container.clone().into();
+                entry
+            })
+            .collect();
+        let input = serde_json::json!({
+            "apiVersion": req.types.api_version,
+            "kind": "AdmissionReview",
+            "request": request,
+            "review": request,
+            "door": DOOR,
+            "namespace": namespace,
+            "user": user,
+            "images": images,
+        });
+        for d in imagegate_core::rego_refusals(&policy, &input) {
+            state.metrics.decision(DOOR, &d);
+            audit::record(
+                &audit::Context {
+                    door: DOOR,
+                    request: Some(&req.uid),
+                    namespace,
+                    user,
+                    path: None,
+                    dry_run: req.dry_run,
+                },
+                "",
+                &d,
+            );
+            match d.verdict {
+                Verdict::Deny => refused.push(d.message.to_string()),
+                Verdict::Allow if d.mode == Mode::Warn => warnings.push(d.message.to_string()),
+                Verdict::Allow => {}
+            }
+            records.push(serde_json::json!({"decision": d.verdict.as_str(), "reason": d.reason.code(), "message": d.message}));
+        }
     }
 
     let decision = if !refused.is_empty() {

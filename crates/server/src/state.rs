@@ -61,7 +61,27 @@ pub enum PolicyFileError {
     },
 }
 
-/// Reads and compiles a policy file.
+/// The files a policy's `spec.rego` names, resolved against the policy's directory.
+pub fn rego_paths(policy_path: &Path, policy: &Policy) -> Vec<PathBuf> {
+    #[cfg(feature = "rego")]
+    if let Some(rego) = &policy.rego {
+        return rego.files().map(|f| resolve(policy_path, f)).collect();
+    }
+    let _ = (policy_path, policy);
+    Vec::new()
+}
+
+fn resolve(policy_path: &Path, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        policy_path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Reads and compiles a policy file; files named in `spec.rego` are read
+/// relative to it.
 pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
     let text = std::fs::read(path).map_err(|source| PolicyFileError::Read {
         path: path.to_owned(),
@@ -75,7 +95,11 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
             e.utf8_error().valid_up_to()
         ),
     })?;
-    Policy::load(&text).map_err(|errors| PolicyFileError::Invalid {
+    let read = |name: &str| {
+        let file = resolve(path, name);
+        std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+    };
+    Policy::load_with_files(&text, &read).map_err(|errors| PolicyFileError::Invalid {
         path: path.to_owned(),
         report: errors
             .0
@@ -89,10 +113,16 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
 /// A file's content fingerprint, to notice changes that keep the mtime (a
 /// Kubernetes ConfigMap swaps a symlink) and to skip rewrites that change nothing.
 pub(crate) fn fingerprint(path: &Path) -> Option<u64> {
+    fingerprint_all(std::slice::from_ref(&path.to_owned()))
+}
+
+/// One fingerprint over several files (a policy and its Rego modules).
+pub(crate) fn fingerprint_all(paths: &[PathBuf]) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let bytes = std::fs::read(path).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
+    for path in paths {
+        std::fs::read(path).ok()?.hash(&mut h);
+    }
     Some(h.finish())
 }
 
@@ -104,12 +134,18 @@ pub async fn watch_policy(
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
-    let mut last = fingerprint(&path);
+    let watched = |policy: &Policy| {
+        let mut files = vec![path.clone()];
+        files.extend(rego_paths(&path, policy));
+        files
+    };
+    let mut files = watched(&tx.borrow());
+    let mut last = fingerprint_all(&files);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = fingerprint(&path);
+        let now = fingerprint_all(&files);
         if now == last {
             continue;
         }
@@ -122,6 +158,8 @@ pub async fn watch_policy(
             Ok(Ok(policy)) => {
                 tracing::info!(policy = %path.display(), name = %policy.name, mode = %policy.mode, "policy reloaded");
                 metrics.policy_reload(true);
+                files = watched(&policy);
+                last = fingerprint_all(&files);
                 if tx.send(Arc::new(policy)).is_err() {
                     return;
                 }

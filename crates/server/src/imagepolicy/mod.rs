@@ -80,6 +80,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
     let mut refused = Vec::new();
     let mut warnings = Vec::new();
     let mut broke_glass = Vec::new();
+    let mut decisions = Vec::with_capacity(spec.containers.len());
     for (i, container) in spec.containers.iter().enumerate() {
         let d = decide(
             &policy,
@@ -109,7 +110,47 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
             Verdict::Allow if d.is_would_be_denial() => warnings.push(line),
             Verdict::Allow => {}
         }
+        decisions.push(d);
     }
+
+    #[cfg(feature = "rego")]
+    if policy.rego.is_some() && !decisions.iter().all(|d| d.reason == Reason::Exempt) {
+        let images: Vec<serde_json::Value> = spec
+            .containers
+            .iter()
+            .zip(&decisions)
+            .map(|(c, d)| imagegate_core::rego::image_entry(&c.image, d))
+            .collect();
+        let input = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "spec": {"containers": spec.containers.iter().map(|c| serde_json::json!({"image": c.image})).collect::<Vec<_>>(), "annotations": spec.annotations, "namespace": spec.namespace},
+            "door": DOOR,
+            "namespace": namespace,
+            "images": images,
+        });
+        for d in imagegate_core::rego_refusals(&policy, &input) {
+            let d = imagegate_core::decide::with_break_glass(&policy, break_glass, d);
+            state.metrics.decision(DOOR, &d);
+            audit::record(
+                &audit::Context {
+                    door: DOOR,
+                    namespace,
+                    ..audit::Context::default()
+                },
+                "",
+                &d,
+            );
+            match d.verdict {
+                Verdict::Deny => refused.push(d.message.to_string()),
+                Verdict::Allow if d.reason == Reason::BreakGlass => {
+                    broke_glass.push(d.message.to_string())
+                }
+                Verdict::Allow => warnings.push(d.message.to_string()),
+            }
+        }
+    }
+    let _ = &decisions;
     let mut annotations = BTreeMap::new();
     let decision = if !refused.is_empty() {
         "deny"

@@ -45,12 +45,12 @@ async fn run_dir(dir: &str, path: &str, at_least: usize) {
 
 #[tokio::test]
 async fn admission_reviews_get_the_full_expected_response() {
-    run_dir("admission", "/admission/validate", 19).await;
+    run_dir("admission", "/admission/validate", 21).await;
 }
 
 #[tokio::test]
 async fn image_reviews_get_the_full_expected_response() {
-    run_dir("imagepolicy", "/imagepolicy", 7).await;
+    run_dir("imagepolicy", "/imagepolicy", 9).await;
 }
 
 #[tokio::test]

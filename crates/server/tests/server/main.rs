@@ -19,8 +19,10 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"
 
 /// A router over the fixture policy `name`.
 pub fn app(policy: &str) -> Router {
-    let text = std::fs::read_to_string(format!("{FIXTURES}/{policy}")).unwrap();
-    app_with(Policy::load(&text).unwrap(), 4 * 1024 * 1024)
+    let policy =
+        imagegate_server::state::load_policy(std::path::Path::new(&format!("{FIXTURES}/{policy}")))
+            .unwrap();
+    app_with(policy, 4 * 1024 * 1024)
 }
 
 pub fn app_with(policy: Policy, max_body_bytes: usize) -> Router {
