@@ -2,6 +2,7 @@
 //! `Router::oneshot`, against golden requests shaped like kube-apiserver's.
 
 mod bad_input;
+mod deploy;
 mod golden;
 
 use std::sync::Arc;
