@@ -97,12 +97,17 @@ impl Drop for Server {
 }
 
 fn curl(url: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> (u16, String) {
+    curl_to(url, SERVICE_HOST, port, ca, body)
+}
+
+/// curl `url`, resolving `host` to 127.0.0.1 and verifying the server against `ca`.
+fn curl_to(url: &str, host: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
         .arg(ca)
         .args([
             "--resolve",
-            &format!("{SERVICE_HOST}:{port}:127.0.0.1"),
+            &format!("{host}:{port}:127.0.0.1"),
             "--write-out",
             "\n%{http_code}",
         ]);
@@ -404,4 +409,75 @@ fn serve_refuses_a_rego_syntax_error_at_start_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.rego[0]: bad.rego:4:"), "{err}");
+}
+
+#[test]
+fn the_example_config_serves_both_doors_over_https() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args([
+            "serve",
+            "--config",
+            &format!("{examples}/admission.yaml"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, logs) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut server = Server {
+        child,
+        port: 0,
+        logs,
+    };
+    let line = server.wait_for_log("listening", Duration::from_secs(20));
+    let log: Value = serde_json::from_str(&line).unwrap();
+    server.port = log["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ca = Path::new(examples).join("certs/ca.crt");
+    let url = |path: &str| format!("https://localhost:{}{path}", server.port);
+    let post = |path: &str, body: &Value| {
+        let (code, text) = curl_to(
+            &url(path),
+            "localhost",
+            server.port,
+            &ca,
+            Some(&serde_json::to_vec(body).unwrap()),
+        );
+        let parsed = serde_json::from_str::<Value>(&text);
+        (code, parsed.unwrap_or(Value::String(text)))
+    };
+    let (code, got) = post(
+        "/imagepolicy",
+        &fixture("imagepolicy/denied.json")["request"],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(got["status"]["allowed"], false);
+    assert_eq!(
+        got["status"]["reason"],
+        "someuser/custom-image:1: image access denied: community images not allowed; quay.io/org/cache:1: registry access to quay.io is not allowed"
+    );
+    let (code, got) = post(
+        "/admission/validate",
+        &fixture("admission/deployment-create-v1.json")["request"],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        got["response"]["status"]["message"],
+        "spec.template.spec.initContainers[0] (setup): image access denied: community images not allowed"
+    );
 }
