@@ -481,3 +481,53 @@ fn the_example_config_serves_both_doors_over_https() {
         "spec.template.spec.initContainers[0] (setup): image access denied: community images not allowed"
     );
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_review_finish() {
+    let mut server = Server::start(&["--policy", &format!("{FIXTURES}/policy.yaml")]);
+    let mut review = fixture("admission/deployment-create-v1.json")["request"].clone();
+    review["request"]["object"]["metadata"]["annotations"]["padding"] =
+        Value::String("x".repeat(1_500_000));
+    let dir = temp_dir("in-flight");
+    let body = dir.join("review.json");
+    std::fs::write(&body, serde_json::to_vec(&review).unwrap()).unwrap();
+    // ~3 s to upload at 500 KB/s: the SIGTERM lands mid-request.
+    let curl = Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "20",
+            "--limit-rate",
+            "500K",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .args(["--write-out", "\n%{http_code}"])
+        .arg(format!(
+            "http://127.0.0.1:{}/admission/validate",
+            server.port
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = curl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (answer, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "the in-flight review was answered: {answer}");
+    let answer: Value = serde_json::from_str(answer).unwrap();
+    assert_eq!(answer["response"]["allowed"], false);
+    server.wait_for_log("shutting down", Duration::from_secs(5));
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

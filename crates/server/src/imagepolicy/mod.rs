@@ -56,7 +56,8 @@ fn invalid(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-fn parse(bytes: &[u8]) -> Result<ImageReview, String> {
+/// Parses an ImageReview body, saying what is wrong with one that is not.
+pub fn parse(bytes: &[u8]) -> Result<ImageReview, String> {
     let review: ImageReview = serde_json::from_slice(bytes)
         .map_err(|e| format!("request body is not an ImageReview: {e}"))?;
     if review.api_version != API_VERSION || review.kind != KIND {
