@@ -141,6 +141,18 @@ fn curl_to(url: &str, host: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> 
     (code, body.to_owned())
 }
 
+/// Runs `imagegate serve --policy POLICY`, expects it to refuse to start with
+/// exit status 2, and returns what it printed on stderr.
+fn serve_fails_at_start(policy: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("imagegate-serve-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -357,13 +369,7 @@ fn serve_refuses_a_broken_policy_at_start_naming_file_and_line() {
     let dir = temp_dir("broken");
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rules:\n    - deny: Nginx\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
-        .arg(&policy)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_fails_at_start(&policy);
     assert!(
         err.contains(&format!("{}:6:13: spec.rules[0].deny", policy.display())),
         "{err}"
@@ -401,13 +407,7 @@ fn serve_refuses_a_rego_syntax_error_at_start_naming_file_and_line() {
     .unwrap();
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: x}\nspec:\n  rego: [bad.rego]\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
-        .arg(&policy)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_fails_at_start(&policy);
     assert!(err.contains("spec.rego[0]: bad.rego:4:"), "{err}");
 }
 

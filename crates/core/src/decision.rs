@@ -303,6 +303,17 @@ pub mod message {
         Cow::Owned(format!("break-glass: allowed despite: {refusal}"))
     }
 
+    /// A workload whose containers cannot be read (admission door): refused,
+    /// because an image that cannot be read is never allowed unread.
+    pub fn cannot_inspect(why: &str) -> String {
+        format!("imagegate cannot inspect the object: {why}")
+    }
+
+    /// A kind that carries no pod spec (admission door): allowed, with this warning.
+    pub fn not_inspected(kind: &str) -> String {
+        format!("imagegate does not inspect {kind}: allowed without an image check")
+    }
+
     /// `sign-in required` (registry door, anonymous caller).
     pub fn sign_in_required() -> Cow<'static, str> {
         Cow::Borrowed("sign-in required")

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use imagegate_core::decision::message;
 use imagegate_core::{Decision, Input, Mode, Verdict, decide};
 use imagegate_scan::manifest::{self, ImageSite};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -112,9 +113,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
         } else {
             format!("{}/{}", req.kind.group, req.kind.kind)
         };
-        response.warnings = Some(vec![format!(
-            "imagegate does not inspect {kind}: allowed without an image check"
-        )]);
+        response.warnings = Some(vec![message::not_inspected(&kind)]);
         response
             .audit_annotations
             .insert("inspected".to_owned(), "false".to_owned());
@@ -135,6 +134,18 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
     let mut warnings = Vec::new();
     let mut records = Vec::new();
     let mut decisions = Vec::with_capacity(sites.len());
+    let note = |image: &str, path: Option<&str>, d: &Decision| {
+        state.metrics.decision(DOOR, d);
+        let ctx = audit::Context {
+            door: DOOR,
+            request: Some(&req.uid),
+            namespace,
+            user,
+            path,
+            dry_run: req.dry_run,
+        };
+        audit::record(&ctx, image, d);
+    };
     for site in &sites {
         let d = decide(
             &policy,
@@ -145,19 +156,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
                 break_glass: false,
             },
         );
-        state.metrics.decision(DOOR, &d);
-        audit::record(
-            &audit::Context {
-                door: DOOR,
-                request: Some(&req.uid),
-                namespace,
-                user,
-                path: Some(&site.path),
-                dry_run: req.dry_run,
-            },
-            &site.image,
-            &d,
-        );
+        note(&site.image, Some(&site.path), &d);
         let line = format!("{}: {}", located(site), d.message);
         match d.verdict {
             Verdict::Deny => refused.push(line),
@@ -198,19 +197,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
             "images": images,
         });
         for d in imagegate_core::rego_refusals(&policy, &input) {
-            state.metrics.decision(DOOR, &d);
-            audit::record(
-                &audit::Context {
-                    door: DOOR,
-                    request: Some(&req.uid),
-                    namespace,
-                    user,
-                    path: None,
-                    dry_run: req.dry_run,
-                },
-                "",
-                &d,
-            );
+            note("", None, &d);
             match d.verdict {
                 Verdict::Deny => refused.push(d.message.to_string()),
                 Verdict::Allow if d.mode == Mode::Warn => warnings.push(d.message.to_string()),
@@ -272,7 +259,7 @@ fn annotate(
 /// Refuses an object whose containers are not shaped as Kubernetes requires:
 /// an image that cannot be read is never allowed unread.
 fn refuse_shape(response: AdmissionResponse, why: &str) -> AdmissionResponse {
-    let mut response = response.deny(format!("imagegate cannot inspect the object: {why}"));
+    let mut response = response.deny(message::cannot_inspect(why));
     response.result = Status::failure(&response.result.message, "BadRequest");
     response.result.code = 400;
     response
