@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod certs;
 mod check;
 mod policy;
@@ -37,6 +38,8 @@ enum Command {
     Serve(serve::Args),
     /// Generate a CA and a serving certificate for the webhook; print the caBundle.
     Certs(certs::Args),
+    /// Manage organisations, users, memberships and access tokens in the store.
+    Admin(admin::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,7 @@
 //! End-to-end tests: the `imagegate` binary run as users and scripts run it.
 //! One test binary for the whole suite (linking is the cost on two cores).
 
+mod admin;
 mod check;
 mod policy;
 mod serve;

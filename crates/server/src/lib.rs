@@ -8,9 +8,11 @@ pub mod admission;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod identity;
 pub mod imagepolicy;
 pub mod metrics;
 pub mod state;
+pub mod store;
 pub mod tls;
 
 use std::future::Future;

@@ -1,0 +1,634 @@
+//! The store: organisations, users, memberships and personal access tokens,
+//! behind one interface ([`Store`]) so PostgreSQL can follow SQLite. The
+//! embedded SQLite store lives in the data directory, in WAL mode, with
+//! versioned migrations run at open. Nothing here knows about HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A membership role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Manages the organisation; bypasses image access.
+    Owner,
+    /// Gets the organisation's policy.
+    Member,
+}
+
+impl Role {
+    /// `owner` or `member`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses `owner` or `member`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// An organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    /// Its name.
+    pub name: String,
+    /// Docker Hub namespaces whose images are "Organization images".
+    pub namespaces: Vec<String>,
+    /// The policy document (YAML), as last set.
+    pub policy: String,
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The username.
+    pub name: String,
+    /// The argon2 PHC string of the console password.
+    pub password_hash: String,
+}
+
+/// A personal access token, as stored: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// A short public identifier, for listing and revoking.
+    pub id: String,
+    /// The owner.
+    pub user: String,
+    /// A name the user gave it.
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds of the last successful use.
+    pub last_used: Option<i64>,
+    /// Unix seconds after which it no longer works.
+    pub expires: Option<i64>,
+    /// Unix seconds when it was revoked.
+    pub revoked: Option<i64>,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A name already taken.
+    #[error("{what} {name:?} already exists")]
+    Exists {
+        /// `organisation`, `user`...
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A name that does not exist.
+    #[error("no {what} named {name:?}")]
+    Missing {
+        /// `organisation`, `user`...
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The database URL names a backend this build cannot use.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The database failed.
+    #[error("store {path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the doors and `imagegate admin` need from storage.
+pub trait Store: Send + Sync {
+    /// Creates an organisation.
+    fn create_org(&self, org: &Org) -> Result<(), StoreError>;
+    /// An organisation by name.
+    fn org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// Replaces an organisation's policy document.
+    fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError>;
+    /// Creates a user.
+    fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    /// A user by name.
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Adds a user to an organisation, or changes their role.
+    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), StoreError>;
+    /// Removes a user from an organisation; false when they were not a member.
+    fn remove_member(&self, org: &str, user: &str) -> Result<bool, StoreError>;
+    /// A user's organisations and roles.
+    fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, StoreError>;
+    /// Stores a new token.
+    fn create_token(&self, token: &Token) -> Result<(), StoreError>;
+    /// A user's tokens, newest first.
+    fn tokens(&self, user: &str) -> Result<Vec<Token>, StoreError>;
+    /// A token by the hash of its secret.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<Token>, StoreError>;
+    /// Records a successful use.
+    fn touch_token(&self, id: &str, at: i64) -> Result<(), StoreError>;
+    /// Revokes a user's token; false when the user has no such token.
+    fn revoke_token(&self, user: &str, id: &str, at: i64) -> Result<bool, StoreError>;
+}
+
+/// The migrations, in order; the store records which have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: identity
+    "CREATE TABLE orgs (
+        name TEXT PRIMARY KEY,
+        namespaces TEXT NOT NULL,
+        policy TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL
+    );
+    CREATE TABLE members (
+        org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'member')),
+        PRIMARY KEY (org, user)
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        expires INTEGER,
+        revoked INTEGER
+    );
+    CREATE INDEX tokens_user ON tokens(user);",
+];
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The database file inside a data directory.
+pub const DATABASE_FILE: &str = "imagegate.db";
+
+/// Opens the store a `--database-url` or `--data-dir` names. PostgreSQL is
+/// refused with a clear message until it lands.
+pub fn open(data_dir: &Path, database_url: Option<&str>) -> Result<SqliteStore, StoreError> {
+    match database_url {
+        None => SqliteStore::open(data_dir),
+        Some(url) => {
+            if let Some(path) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
+                SqliteStore::open_file(Path::new(path))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Err(StoreError::Unsupported(
+                    "PostgreSQL is not supported by this build yet; use the embedded store (--data-dir)".to_owned(),
+                ))
+            } else {
+                Err(StoreError::Unsupported(format!(
+                    "--database-url {url:?}: expected sqlite:PATH (or postgres://... once supported)"
+                )))
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        SqliteStore::open_file(&data_dir.join(DATABASE_FILE))
+    }
+
+    /// Opens (creating if needed) the store in one database file.
+    pub fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
+        let db = |source| StoreError::Database {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
+        migrate(&mut conn).map_err(db)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn).map_err(|source| StoreError::Database {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The schema version after migrations.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)")?;
+    let done: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+        if version <= done {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
+            params![version, now()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        name: r.get(2)?,
+        hash: r.get(3)?,
+        created: r.get(4)?,
+        last_used: r.get(5)?,
+        expires: r.get(6)?,
+        revoked: r.get(7)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, user, name, hash, created, last_used, expires, revoked";
+
+impl Store for SqliteStore {
+    fn create_org(&self, org: &Org) -> Result<(), StoreError> {
+        let namespaces = org.namespaces.join(",");
+        let inserted = {
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "INSERT INTO orgs (name, namespaces, policy) VALUES (?1, ?2, ?3)",
+                params![org.name, namespaces, org.policy],
+            )
+        };
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                what: "organisation",
+                name: org.name.clone(),
+            }),
+            Err(source) => Err(StoreError::Database {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn org(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, namespaces, policy FROM orgs WHERE name = ?1",
+                [name],
+                |r| {
+                    let namespaces: String = r.get(1)?;
+                    Ok(Org {
+                        name: r.get(0)?,
+                        namespaces: namespaces
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        policy: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError> {
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE orgs SET policy = ?2 WHERE name = ?1",
+                params![name, policy],
+            )
+        })?;
+        if changed == 0 {
+            return Err(StoreError::Missing {
+                what: "organisation",
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let inserted = {
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "INSERT INTO users (name, password_hash) VALUES (?1, ?2)",
+                params![user.name, user.password_hash],
+            )
+        };
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Exists {
+                what: "user",
+                name: user.name.clone(),
+            }),
+            Err(source) => Err(StoreError::Database {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn set_member(&self, org: &str, user: &str, role: Role) -> Result<(), StoreError> {
+        if self.org(org)?.is_none() {
+            return Err(StoreError::Missing {
+                what: "organisation",
+                name: org.to_owned(),
+            });
+        }
+        if self.user(user)?.is_none() {
+            return Err(StoreError::Missing {
+                what: "user",
+                name: user.to_owned(),
+            });
+        }
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO members (org, user, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (org, user) DO UPDATE SET role = excluded.role",
+                params![org, user, role.as_str()],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn remove_member(&self, org: &str, user: &str) -> Result<bool, StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "DELETE FROM members WHERE org = ?1 AND user = ?2",
+                params![org, user],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT org, role FROM members WHERE user = ?1 ORDER BY org")?;
+            let rows = stmt.query_map([user], |r| {
+                let role: String = r.get(1)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Role::parse(&role).unwrap_or(Role::Member),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn create_token(&self, t: &Token) -> Result<(), StoreError> {
+        if self.user(&t.user)?.is_none() {
+            return Err(StoreError::Missing {
+                what: "user",
+                name: t.user.clone(),
+            });
+        }
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    t.id,
+                    t.user,
+                    t.name,
+                    t.hash,
+                    t.created,
+                    t.last_used,
+                    t.expires,
+                    t.revoked
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn tokens(&self, user: &str) -> Result<Vec<Token>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user = ?1 ORDER BY created DESC, id"
+            ))?;
+            let rows = stmt.query_map([user], token_row)?;
+            rows.collect()
+        })
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<Token>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"),
+                [hash],
+                token_row,
+            )
+            .optional()
+        })
+    }
+
+    fn touch_token(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE tokens SET last_used = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn revoke_token(&self, user: &str, id: &str, at: i64) -> Result<bool, StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE tokens SET revoked = COALESCE(revoked, ?3) WHERE user = ?1 AND id = ?2",
+                params![user, id, at],
+            )
+        })?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (SqliteStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "imagegate-store-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        (SqliteStore::open(&dir).unwrap(), dir)
+    }
+
+    fn rand_suffix() -> u64 {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn migrations_run_once_and_reopening_keeps_data() {
+        let (s, dir) = store();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.create_org(&Org {
+            name: "corp".into(),
+            namespaces: vec!["corp".into(), "corp-labs".into()],
+            policy: "x".into(),
+        })
+        .unwrap();
+        drop(s);
+        let s = SqliteStore::open(&dir).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            s.org("corp").unwrap().unwrap().namespaces,
+            ["corp", "corp-labs"]
+        );
+    }
+
+    #[test]
+    fn duplicates_and_missing_names_are_errors_that_say_so() {
+        let (s, _) = store();
+        let org = Org {
+            name: "corp".into(),
+            namespaces: vec![],
+            policy: String::new(),
+        };
+        s.create_org(&org).unwrap();
+        assert_eq!(
+            s.create_org(&org).unwrap_err().to_string(),
+            "organisation \"corp\" already exists"
+        );
+        assert_eq!(
+            s.set_member("corp", "alice", Role::Member)
+                .unwrap_err()
+                .to_string(),
+            "no user named \"alice\""
+        );
+        assert_eq!(
+            s.set_org_policy("nope", "x").unwrap_err().to_string(),
+            "no organisation named \"nope\""
+        );
+    }
+
+    #[test]
+    fn memberships_roles_change_in_place() {
+        let (s, _) = store();
+        s.create_org(&Org {
+            name: "corp".into(),
+            namespaces: vec![],
+            policy: String::new(),
+        })
+        .unwrap();
+        s.create_user(&User {
+            name: "alice".into(),
+            password_hash: "h".into(),
+        })
+        .unwrap();
+        s.set_member("corp", "alice", Role::Member).unwrap();
+        s.set_member("corp", "alice", Role::Owner).unwrap();
+        assert_eq!(
+            s.memberships("alice").unwrap(),
+            [("corp".to_owned(), Role::Owner)]
+        );
+        assert!(s.remove_member("corp", "alice").unwrap());
+        assert!(!s.remove_member("corp", "alice").unwrap());
+    }
+
+    #[test]
+    fn postgres_urls_are_refused_clearly() {
+        let e = open(Path::new("/nonexistent"), Some("postgres://db/imagegate")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("PostgreSQL is not supported by this build yet"),
+            "{e}"
+        );
+    }
+}
