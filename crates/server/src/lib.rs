@@ -8,6 +8,7 @@ pub mod admission;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod gateway;
 pub mod identity;
 pub mod imagepolicy;
 pub mod metrics;
