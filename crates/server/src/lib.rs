@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod token;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod deploy;
 mod golden;
+mod token;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
