@@ -210,18 +210,34 @@ fn certs_prints_a_ca_bundle_for_an_ecdsa_p256_serving_certificate() {
             .mode();
         assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
     }
-    let text = Command::new("openssl")
+    let out = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(dir.join("tls.crt"))
-        .output();
-    if let Ok(text) = text {
-        let text = String::from_utf8_lossy(&text.stdout);
-        assert!(
-            text.contains("prime256v1") || text.contains("P-256"),
-            "{text}"
-        );
-        assert!(text.contains("DNS:imagegate.imagegate.svc"), "{text}");
-    }
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("prime256v1") || text.contains("P-256"),
+        "{text}"
+    );
+    assert!(text.contains("DNS:imagegate.imagegate.svc"), "{text}");
+    let verify = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "the serving certificate chains to the CA: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 #[test]
