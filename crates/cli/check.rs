@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     namespace: args.namespace.as_deref(),
                     user: args.user.as_deref(),
                     break_glass: false,
+                    owner: false,
                 };
                 let (decision, steps) = if args.explain {
                     decide_explained(&policy, &input)

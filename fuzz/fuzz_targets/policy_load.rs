@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     match Policy::load(text) {
         Ok(policy) => {
             for image in IMAGES {
-                let _ = decide(&policy, &Input { image, namespace: Some("default"), user: Some("alice"), break_glass: true });
+                let _ = decide(&policy, &Input { image, namespace: Some("default"), user: Some("alice"), break_glass: true, owner: false });
             }
         }
         Err(errors) => assert!(!errors.0.is_empty()),

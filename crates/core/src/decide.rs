@@ -25,6 +25,11 @@ pub struct Input<'a> {
     /// `alpha.image-policy.k8s.io/break-glass: "true"`); honoured only when the
     /// policy enables `spec.breakGlass`.
     pub break_glass: bool,
+    /// The caller owns the organisation whose policy this is: image access
+    /// (Docker Hub categories) does not apply to them, as Docker's organisation
+    /// owners bypass Image Access Management. Registry access, rules and
+    /// requirements still do.
+    pub owner: bool,
 }
 
 impl<'a> Input<'a> {
@@ -244,6 +249,14 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
 
     // Image access, Docker Hub only.
     match category {
+        Some(c) if policy.image_access.enabled && input.owner => {
+            trace.step(Check::ImageAccess, StepOutcome::Skip, || {
+                format!(
+                    "{} would be checked, but organisation owners bypass image access",
+                    c.images()
+                )
+            });
+        }
         Some(c) if policy.image_access.enabled => {
             if policy.image_access.allows(c) {
                 trace.step(Check::ImageAccess, StepOutcome::Pass, || {

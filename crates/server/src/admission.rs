@@ -154,6 +154,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
                 namespace,
                 user,
                 break_glass: false,
+                owner: false,
             },
         );
         note(&site.image, Some(&site.path), &d);

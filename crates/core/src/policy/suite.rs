@@ -38,6 +38,8 @@ struct CaseDoc {
     name: Option<String>,
     #[serde(default, rename = "breakGlass")]
     break_glass: bool,
+    #[serde(default)]
+    owner: bool,
 }
 
 /// One expectation: an image (with namespace and user) and the decision it must get.
@@ -53,6 +55,8 @@ pub struct Case {
     pub user: Option<String>,
     /// Whether the request breaks glass.
     pub break_glass: bool,
+    /// Whether the caller owns the organisation (registry door: bypasses image access).
+    pub owner: bool,
     /// The expected verdict.
     pub decision: Verdict,
     /// The expected reason, if the case names one.
@@ -122,6 +126,7 @@ impl Suite {
                 namespace: c.namespace,
                 user: c.user,
                 break_glass: c.break_glass,
+                owner: c.owner,
                 decision: c.decision,
                 reason,
                 line,
@@ -149,6 +154,7 @@ impl Suite {
                         namespace: case.namespace.as_deref(),
                         user: case.user.as_deref(),
                         break_glass: case.break_glass,
+                        owner: case.owner,
                     },
                 );
                 let passed = decision.verdict == case.decision

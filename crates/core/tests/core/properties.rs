@@ -85,7 +85,7 @@ proptest! {
     #[test]
     fn deciding_is_total_and_deterministic(input in arbitrary_text(), ns in "[a-z-]{0,12}") {
         let policy = Policy::load(include_str!("../data/decide/corp.policy.yaml")).unwrap();
-        let input = Input { image: &input, namespace: Some(&ns), user: None, break_glass: false };
+        let input = Input { image: &input, namespace: Some(&ns), user: None, break_glass: false, owner: false };
         let first = decide(&policy, &input);
         prop_assert_eq!(&first, &decide(&policy, &input));
         prop_assert!(!first.message.is_empty());

@@ -90,6 +90,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
                 namespace,
                 user: None,
                 break_glass,
+                owner: false,
             },
         );
         state.metrics.decision(DOOR, &d);
