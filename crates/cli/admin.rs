@@ -11,19 +11,16 @@ use imagegate_server::store::{self, Role, Store};
 
 use crate::EXIT_OK;
 
-/// Where the store is: shared by `serve`, `admin` and `audit`.
-#[derive(clap::Args, Clone)]
+/// Where the store is, and the gateway settings that go with it: shared by
+/// `serve`, `admin` and `audit`, so one set of flags (or `IMAGEGATE_*`
+/// variables) works for all three. `admin` and `audit` use only the store.
+#[derive(clap::Args, Clone, Default)]
 pub struct StoreArgs {
-    /// Data directory of the embedded store (created if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "IMAGEGATE_DATA_DIR",
-        default_value = "imagegate-data",
-        global = true
-    )]
-    pub data_dir: PathBuf,
-    /// Database URL (sqlite:PATH); overrides --data-dir.
+    /// Data directory of the embedded store and the signing key (created if
+    /// missing) [default: imagegate-data].
+    #[arg(long, value_name = "DIR", env = "IMAGEGATE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (sqlite:PATH); overrides --data-dir for the store.
     #[arg(
         long,
         value_name = "URL",
@@ -31,13 +28,37 @@ pub struct StoreArgs {
         global = true
     )]
     pub database_url: Option<String>,
+    /// The gateway's public URL (https://gateway.corp.example); the token realm is <URL>/token.
+    #[arg(long, value_name = "URL", env = "IMAGEGATE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// An upstream registry of the gateway, HOST=URL (repeatable; docker.io is Docker Hub unless given).
+    #[arg(long, value_name = "HOST=URL", global = true)]
+    pub upstream: Vec<String>,
+    /// Credentials for an upstream, HOST=USER:PASSWORD_FILE (repeatable).
+    #[arg(long, value_name = "HOST=USER:PASSWORD_FILE", global = true)]
+    pub upstream_credentials: Vec<String>,
+    /// Allow anonymous pulls under this organisation's policy (sign-in is required otherwise).
+    #[arg(
+        long,
+        value_name = "ORG",
+        env = "IMAGEGATE_ALLOW_ANONYMOUS",
+        global = true
+    )]
+    pub allow_anonymous: Option<String>,
 }
 
 impl StoreArgs {
+    /// The data directory, defaulted.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(imagegate_server::config::DEFAULT_DATA_DIR))
+    }
+
     /// Opens the store.
     pub fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(Arc::new(store::open(
-            &self.data_dir,
+            &self.data_dir(),
             self.database_url.as_deref(),
         )?))
     }

@@ -34,7 +34,7 @@ enum Command {
     /// Validate and test policy files.
     #[command(subcommand)]
     Policy(policy::Command),
-    /// Serve the Kubernetes admission doors (ValidatingAdmissionWebhook, ImagePolicyWebhook).
+    /// Serve the registry gateway and the Kubernetes admission doors.
     Serve(serve::Args),
     /// Generate a CA and a serving certificate for the webhook; print the caBundle.
     Certs(certs::Args),

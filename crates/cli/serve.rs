@@ -1,4 +1,5 @@
-//! `imagegate serve`: the admission doors over HTTP(S) until SIGTERM.
+//! `imagegate serve`: the registry gateway and the admission doors over
+//! HTTP(S) until SIGTERM.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,21 @@ pub struct Args {
     /// How long in-flight requests may take after SIGTERM, in seconds [default: 20].
     #[arg(long, value_name = "SECONDS", env = "IMAGEGATE_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: Option<u64>,
+    /// The admission doors take their policy from this organisation in the
+    /// store (re-read every second) instead of a file.
+    #[arg(
+        long,
+        value_name = "ORG",
+        env = "IMAGEGATE_POLICY_ORG",
+        conflicts_with = "policy"
+    )]
+    policy_org: Option<String>,
+    /// The organisation whose policy signed-in users in no organisation get
+    /// (without it they are refused).
+    #[arg(long, value_name = "ORG", env = "IMAGEGATE_DEFAULT_ORG")]
+    default_org: Option<String>,
+    #[command(flatten)]
+    store: crate::admin::StoreArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -65,6 +81,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         max_body_bytes: args.max_body_bytes,
         reload_interval_seconds: args.reload_interval_seconds,
         shutdown_grace_seconds: args.shutdown_grace_seconds,
+        data_dir: args.store.data_dir,
+        database_url: args.store.database_url,
+        public_url: args.store.public_url,
+        upstreams: args.store.upstream,
+        upstream_credentials: args.store.upstream_credentials,
+        allow_anonymous: args.store.allow_anonymous,
+        default_org: args.default_org,
+        policy_org: args.policy_org,
     };
     let config = Config::resolve(overrides, file)?;
     init_logs(config.log_format);

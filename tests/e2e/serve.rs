@@ -33,6 +33,7 @@ impl Server {
             ])
             .args(args)
             .env_remove("IMAGEGATE_POLICY")
+            .env("IMAGEGATE_DATA_DIR", data_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -147,10 +148,18 @@ fn serve_fails_at_start(policy: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
         .arg(policy)
+        .env("IMAGEGATE_DATA_DIR", data_dir())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh data directory for one server.
+fn data_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    temp_dir(&format!("data-{n}"))
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -438,6 +447,7 @@ fn the_example_config_serves_both_doors_over_https() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .env("IMAGEGATE_DATA_DIR", data_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -92,11 +92,14 @@ pub enum Reason {
     BreakGlass,
     /// A Rego policy refused.
     RegoDenied,
+    /// A signed-in user belongs to no organisation, and no default
+    /// organisation is configured for such users (registry door).
+    NotAMember,
 }
 
 impl Reason {
     /// Every reason code.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Allowed,
         Reason::InvalidReference,
         Reason::AmbiguousReference,
@@ -108,6 +111,7 @@ impl Reason {
         Reason::SignInRequired,
         Reason::BreakGlass,
         Reason::RegoDenied,
+        Reason::NotAMember,
     ];
 
     /// The code (`category_not_allowed`, ...).
@@ -124,6 +128,7 @@ impl Reason {
             Reason::SignInRequired => "sign_in_required",
             Reason::BreakGlass => "break_glass",
             Reason::RegoDenied => "rego_denied",
+            Reason::NotAMember => "not_a_member",
         }
     }
 
@@ -165,6 +170,9 @@ pub enum DecidedBy {
     BreakGlass,
     /// `spec.rego`.
     Rego,
+    /// Who the caller is (registry door: anonymous, or in no organisation),
+    /// before any policy.
+    Identity,
     /// No part of the policy refused.
     Default,
 }
@@ -173,7 +181,7 @@ impl DecidedBy {
     /// The policy path (`spec.rules[2]`), or `None` when no part of the policy decided.
     pub fn policy_path(&self) -> Option<String> {
         Some(match self {
-            DecidedBy::Reference | DecidedBy::Default => return None,
+            DecidedBy::Reference | DecidedBy::Default | DecidedBy::Identity => return None,
             DecidedBy::ExemptNamespace(i) => format!("spec.exempt.namespaces[{i}]"),
             DecidedBy::ExemptUser(i) => format!("spec.exempt.users[{i}]"),
             DecidedBy::Rule(i) => format!("spec.rules[{i}]"),
@@ -232,6 +240,34 @@ impl Decision {
             category: None,
             mode,
             decided_by: DecidedBy::Reference,
+        }
+    }
+
+    /// The registry door's refusal of an anonymous caller where anonymous
+    /// pulls are not allowed: `sign-in required`.
+    pub fn sign_in_required(reference: Option<Reference>) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::SignInRequired,
+            message: message::sign_in_required(),
+            reference,
+            category: None,
+            mode: Mode::Enforce,
+            decided_by: DecidedBy::Identity,
+        }
+    }
+
+    /// The registry door's refusal of a signed-in user who belongs to no
+    /// organisation, when no default organisation takes them in.
+    pub fn not_a_member(user: &str, reference: Option<Reference>) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::NotAMember,
+            message: message::not_a_member(user),
+            reference,
+            category: None,
+            mode: Mode::Enforce,
+            decided_by: DecidedBy::Identity,
         }
     }
 }
@@ -312,6 +348,11 @@ pub mod message {
     /// A kind that carries no pod spec (admission door): allowed, with this warning.
     pub fn not_inspected(kind: &str) -> String {
         format!("imagegate does not inspect {kind}: allowed without an image check")
+    }
+
+    /// `user <name> is not a member of any organisation` (registry door).
+    pub fn not_a_member(user: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("user {user} is not a member of any organisation"))
     }
 
     /// `sign-in required` (registry door, anonymous caller).

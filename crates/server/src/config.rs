@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gateway::upstream::UpstreamConfig;
+
 /// The address `imagegate serve` listens on by default.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 /// The largest request body accepted by default. kube-apiserver's objects are
@@ -47,6 +49,50 @@ pub struct FileConfig {
     /// How long in-flight requests may take after SIGTERM, in seconds.
     #[serde(default)]
     pub shutdown_grace_seconds: Option<u64>,
+    /// The embedded store's directory (also holds the signing key).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// A database URL (`sqlite:PATH`) instead of the data directory's store.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The gateway's public URL (`https://gateway.corp.example`): the token
+    /// realm is `<publicUrl>/token`, the token service its host.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Upstream registries of the gateway.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamFile>,
+    /// Allow anonymous pulls under this organisation's policy (sign-in is
+    /// required otherwise); also the policy of users in no organisation.
+    #[serde(default)]
+    pub allow_anonymous: Option<String>,
+    /// The organisation whose policy users in no organisation get (without
+    /// allowing anonymous pulls).
+    #[serde(default)]
+    pub default_org: Option<String>,
+    /// Take the admission doors' policy from this organisation in the store
+    /// instead of a file.
+    #[serde(default)]
+    pub policy_org: Option<String>,
+}
+
+/// One upstream registry in the config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamFile {
+    /// The registry host it serves (`ghcr.io`, `docker.io`).
+    pub host: String,
+    /// Its URL (`https://ghcr.io`).
+    pub url: String,
+    /// Username for it.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password or token for it.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Token service hosts that may receive the credentials besides its own.
+    #[serde(default)]
+    pub auth_hosts: Vec<String>,
 }
 
 /// Log line format.
@@ -79,6 +125,22 @@ pub struct Overrides {
     pub reload_interval_seconds: Option<u64>,
     /// `--shutdown-grace-seconds` / `IMAGEGATE_SHUTDOWN_GRACE_SECONDS`.
     pub shutdown_grace_seconds: Option<u64>,
+    /// `--data-dir` / `IMAGEGATE_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `IMAGEGATE_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--public-url` / `IMAGEGATE_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// `--upstream HOST=URL`, repeatable.
+    pub upstreams: Vec<String>,
+    /// `--upstream-credentials HOST=USER:PASSWORD_FILE`, repeatable.
+    pub upstream_credentials: Vec<String>,
+    /// `--allow-anonymous ORG` / `IMAGEGATE_ALLOW_ANONYMOUS`.
+    pub allow_anonymous: Option<String>,
+    /// `--default-org ORG` / `IMAGEGATE_DEFAULT_ORG`.
+    pub default_org: Option<String>,
+    /// `--policy-org ORG` / `IMAGEGATE_POLICY_ORG`.
+    pub policy_org: Option<String>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -107,7 +169,25 @@ pub struct Config {
     pub reload_interval: Duration,
     /// How long in-flight requests may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// The store and signing key's directory.
+    pub data_dir: PathBuf,
+    /// A database URL instead of the data directory's store.
+    pub database_url: Option<String>,
+    /// The gateway's public URL, without a trailing slash.
+    pub public_url: Option<String>,
+    /// The gateway's upstreams (Docker Hub is added for `docker.io` unless listed).
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Whether anonymous pulls are allowed (under `default_org`'s policy).
+    pub allow_anonymous: bool,
+    /// The organisation whose policy anonymous callers (when allowed) and
+    /// users in no organisation get.
+    pub default_org: Option<String>,
+    /// The organisation whose policy the admission doors use instead of a file.
+    pub policy_org: Option<String>,
 }
+
+/// The data directory used when none is given.
+pub const DEFAULT_DATA_DIR: &str = "imagegate-data";
 
 /// A configuration that cannot be used: which setting, and why.
 #[derive(Debug, thiserror::Error)]
@@ -169,13 +249,19 @@ impl FileConfig {
             other => other,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let upstream_files = config
+            .upstreams
+            .iter_mut()
+            .filter_map(|u| u.password_file.as_mut());
         for p in [
             &mut config.tls_cert,
             &mut config.tls_key,
             &mut config.policy,
+            &mut config.data_dir,
         ]
         .into_iter()
         .flatten()
+        .chain(upstream_files)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -261,7 +347,41 @@ impl Config {
                 message: format!("{s} is less than {min}"),
             }),
         };
+        let public_url = over.public_url.or(file.public_url);
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "publicUrl",
+                message: format!(
+                    "{url:?} is not an http(s) URL (for example https://gateway.corp.example)"
+                ),
+            });
+        }
+        let upstreams = upstreams(&file.upstreams, &over.upstreams, &over.upstream_credentials)?;
+        let allow_anonymous = over.allow_anonymous.or(file.allow_anonymous);
+        if policy_conflict(
+            &over.policy,
+            &file.policy,
+            &over.policy_org,
+            &file.policy_org,
+        ) {
+            return Err(ConfigError::Invalid {
+                setting: "policyOrg",
+                message: "give the admission doors' policy as a file (--policy) or an organisation (--policy-org), not both".to_owned(),
+            });
+        }
         Ok(Config {
+            data_dir: over
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url: over.database_url.or(file.database_url),
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            upstreams,
+            allow_anonymous: allow_anonymous.is_some(),
+            default_org: allow_anonymous.or(over.default_org).or(file.default_org),
+            policy_org: over.policy_org.or(file.policy_org),
             listen,
             tls,
             policy: over.policy.or(file.policy),
@@ -282,6 +402,117 @@ impl Config {
             )?,
         })
     }
+}
+
+fn policy_conflict(
+    over: &Option<PathBuf>,
+    file: &Option<PathBuf>,
+    over_org: &Option<String>,
+    file_org: &Option<String>,
+) -> bool {
+    // A flag wins over the file; only two sources at the same level conflict.
+    (over.is_some() && over_org.is_some())
+        || (over.is_none() && over_org.is_none() && file.is_some() && file_org.is_some())
+}
+
+/// The upstreams from the file, then `--upstream HOST=URL` (replacing the
+/// file's entry for the same host), then `--upstream-credentials`.
+fn upstreams(
+    file: &[UpstreamFile],
+    flags: &[String],
+    credentials: &[String],
+) -> Result<Vec<UpstreamConfig>, ConfigError> {
+    let invalid =
+        |setting: &'static str, message: String| ConfigError::Invalid { setting, message };
+    let mut out: Vec<UpstreamConfig> = Vec::new();
+    for u in file {
+        let credentials = match (&u.username, &u.password_file) {
+            (Some(user), Some(file)) => Some((user.clone(), read_secret(file, "upstreams")?)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "upstreams",
+                    format!("upstream {}: username and passwordFile go together", u.host),
+                ));
+            }
+        };
+        out.push(UpstreamConfig {
+            host: u.host.clone(),
+            url: u.url.clone(),
+            credentials,
+            auth_hosts: u.auth_hosts.clone(),
+        });
+    }
+    for flag in flags {
+        let (host, url) = flag.split_once('=').ok_or_else(|| {
+            invalid(
+                "upstream",
+                format!("{flag:?} is not HOST=URL (for example ghcr.io=https://ghcr.io)"),
+            )
+        })?;
+        if host.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "upstream",
+                format!("{flag:?} is not HOST=URL with an http(s) URL"),
+            ));
+        }
+        out.retain(|u| !u.host.eq_ignore_ascii_case(host));
+        out.push(UpstreamConfig {
+            host: host.to_owned(),
+            url: url.to_owned(),
+            credentials: None,
+            auth_hosts: Vec::new(),
+        });
+    }
+    for flag in credentials {
+        let parsed = flag
+            .split_once('=')
+            .and_then(|(host, rest)| rest.split_once(':').map(|(user, file)| (host, user, file)));
+        let Some((host, user, file)) =
+            parsed.filter(|(h, u, f)| !h.is_empty() && !u.is_empty() && !f.is_empty())
+        else {
+            return Err(invalid(
+                "upstreamCredentials",
+                format!("{flag:?} is not HOST=USER:PASSWORD_FILE"),
+            ));
+        };
+        let secret = read_secret(Path::new(file), "upstreamCredentials")?;
+        let hub = imagegate_core::reference::is_docker_hub_host(host);
+        if hub
+            && !out
+                .iter()
+                .any(|u| imagegate_core::reference::is_docker_hub_host(&u.host))
+        {
+            out.push(UpstreamConfig::docker_hub());
+        }
+        let Some(upstream) = out.iter_mut().find(|u| {
+            u.host.eq_ignore_ascii_case(host)
+                || (hub && imagegate_core::reference::is_docker_hub_host(&u.host))
+        }) else {
+            return Err(invalid(
+                "upstreamCredentials",
+                format!("no upstream is configured for {host} (add --upstream {host}=URL)"),
+            ));
+        };
+        upstream.credentials = Some((user.to_owned(), secret));
+    }
+    Ok(out)
+}
+
+/// A password file's content, without the trailing newline.
+fn read_secret(path: &Path, setting: &'static str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        setting,
+        message: format!("cannot read password file {}: {e}", path.display()),
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid {
+            setting,
+            message: format!("password file {} is empty", path.display()),
+        });
+    }
+    Ok(secret)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! imagegate's doors over HTTP: the Kubernetes ValidatingAdmissionWebhook
+//! imagegate's doors over HTTP: the registry gateway (`/v2/`, with its token
+//! service at `/token`), the Kubernetes ValidatingAdmissionWebhook
 //! (`/admission/validate`) and the ImagePolicyWebhook backend (`/imagepolicy`),
 //! with health, readiness and Prometheus metrics. Every door asks
 //! `imagegate_core::decide`; this crate only speaks the protocols.
@@ -54,8 +55,50 @@ pub fn router(state: AppState, ready: Arc<AtomicBool>) -> Router {
             }),
         )
         .route("/metrics", get(metrics_text))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: imagegate serves /admission/validate, /imagepolicy, /healthz, /readyz and /metrics\n") })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: imagegate serves /v2/, /token, /admission/validate, /imagepolicy, /healthz, /readyz and /metrics\n") })
         .with_state(state)
+}
+
+fn metrics_of(state: &AppState) -> Arc<Metrics> {
+    state.metrics.clone()
+}
+
+/// The registry gateway and its token service: the signing key from the data
+/// directory (generated on first start), the upstreams, the callers' policies
+/// from the store.
+fn gateway_state(
+    config: &Config,
+    identity: identity::Identity,
+    metrics: Arc<Metrics>,
+) -> Result<gateway::Gateway, ServeError> {
+    let signer = token::Signer::load_or_create(&config.data_dir)?;
+    let service = config
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split_once("://").map(|(_, rest)| rest))
+        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+        .unwrap_or_else(|| "imagegate".to_owned());
+    let tokens = Arc::new(
+        token::TokenService::new(identity.clone(), signer, service)
+            .with_anonymous_pulls(config.allow_anonymous),
+    );
+    let upstreams = gateway::upstream::Upstreams::new(config.upstreams.clone())?;
+    for host in upstreams.hosts() {
+        tracing::info!(upstream = %host, "registry gateway upstream");
+    }
+    Ok(gateway::Gateway {
+        callers: Arc::new(gateway::caller::Callers::new(
+            tokens,
+            identity,
+            config.default_org.clone(),
+            config.allow_anonymous,
+            metrics.clone(),
+        )),
+        upstreams,
+        public_url: config.public_url.clone(),
+        tls: config.tls.is_some(),
+        metrics,
+    })
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
@@ -77,6 +120,23 @@ pub enum ServeError {
     /// The certificate cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The signing key cannot be used.
+    #[error(transparent)]
+    Signer(#[from] token::SignerError),
+    /// An upstream is misconfigured.
+    #[error(transparent)]
+    Upstream(#[from] gateway::upstream::ConfigError),
+    /// A configured organisation does not exist or has no usable policy.
+    #[error("organisation {org}: {message}")]
+    Org {
+        /// The organisation.
+        org: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Listening or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Io {
@@ -97,19 +157,50 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let policy = match &config.policy {
-        Some(path) => {
+    let store: Arc<dyn store::Store> = Arc::new(store::open(
+        &config.data_dir,
+        config.database_url.as_deref(),
+    )?);
+    let identity = identity::Identity::new(store);
+    for org in [&config.default_org, &config.policy_org]
+        .into_iter()
+        .flatten()
+    {
+        identity.org(org).map_err(|e| ServeError::Org {
+            org: org.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let policy = match (&config.policy, &config.policy_org) {
+        (_, Some(org)) => {
+            let policy = state::org_policy(&identity, org).map_err(|message| ServeError::Org {
+                org: org.clone(),
+                message,
+            })?;
+            tracing::info!(org = %org, name = %policy.name, mode = %policy.mode, "admission policy loaded from the organisation");
+            policy
+        }
+        (Some(path), None) => {
             let policy = state::load_policy(path)?;
             tracing::info!(policy = %path.display(), name = %policy.name, mode = %policy.mode, "policy loaded");
             policy
         }
-        None => {
-            tracing::warn!("no policy given: every valid, unambiguous image is allowed");
+        (None, None) => {
+            tracing::warn!(
+                "no admission policy given: every valid, unambiguous image is allowed at the admission doors"
+            );
             Policy::default()
         }
     };
     let (tx, rx) = watch::channel(Arc::new(policy));
-    if let Some(path) = config.policy.clone() {
+    if let Some(org) = config.policy_org.clone() {
+        tokio::spawn(state::watch_org_policy(
+            identity.clone(),
+            org,
+            tx,
+            metrics.clone(),
+        ));
+    } else if let Some(path) = config.policy.clone() {
         tokio::spawn(state::watch_policy(
             path,
             tx,
@@ -123,7 +214,11 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
     };
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(state, ready.clone());
+    let gateway = gateway_state(&config, identity, metrics_of(&state))?;
+    let tokens = gateway.callers.token_service().clone();
+    let app = router(state, ready.clone())
+        .merge(token::http::routes(tokens))
+        .merge(gateway::routes(Arc::new(gateway)));
 
     let handle = axum_server::Handle::<SocketAddr>::new();
     {
@@ -161,13 +256,13 @@ pub async fn serve(
             ));
             axum_server::bind_rustls(addr, rustls)
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .map_err(io)
         }
         None => axum_server::bind(addr)
             .handle(handle)
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(io),
     }

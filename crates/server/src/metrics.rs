@@ -36,6 +36,24 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Labels of one request the gateway sent upstream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// The upstream's registry host.
+    pub upstream: String,
+    /// `manifest`, `blob` or `tags`.
+    pub kind: &'static str,
+    /// `GET` or `HEAD`.
+    pub method: &'static str,
+}
+
+/// Labels of a registry token check.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenCheckLabels {
+    /// `cached` (no signature check needed) or `verified`.
+    pub result: &'static str,
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +61,8 @@ pub struct Metrics {
     latency: Family<DoorLabels, Histogram>,
     reloads: Family<ReloadLabels, Counter>,
     break_glass: Family<DoorLabels, Counter>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    token_checks: Family<TokenCheckLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,7 +104,21 @@ impl Metrics {
             "Refusals overridden by break-glass, by door",
             break_glass.clone(),
         );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests the registry gateway sent to upstream registries, by upstream, kind and method",
+            upstream_requests.clone(),
+        );
+        let token_checks = Family::<TokenCheckLabels, Counter>::default();
+        registry.register(
+            "gateway_token_checks",
+            "Bearer tokens presented to the registry gateway, by whether the signature check was cached",
+            token_checks.clone(),
+        );
         Metrics {
+            upstream_requests,
+            token_checks,
             registry,
             decisions,
             latency,
@@ -113,6 +147,26 @@ impl Metrics {
         self.latency
             .get_or_create(&DoorLabels { door })
             .observe(seconds);
+    }
+
+    /// Counts one upstream request.
+    pub fn upstream_request(&self, upstream: &str, kind: &'static str, method: &'static str) {
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+                kind,
+                method,
+            })
+            .inc();
+    }
+
+    /// Counts one token check at the gateway.
+    pub fn token_check(&self, cached: bool) {
+        self.token_checks
+            .get_or_create(&TokenCheckLabels {
+                result: if cached { "cached" } else { "verified" },
+            })
+            .inc();
     }
 
     /// Counts a policy reload.

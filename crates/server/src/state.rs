@@ -175,3 +175,71 @@ pub async fn watch_policy(
         }
     }
 }
+
+/// An organisation's policy from the store, compiled.
+pub fn org_policy(identity: &crate::identity::Identity, org: &str) -> Result<Policy, String> {
+    let org = identity.org(org).map_err(|e| e.to_string())?;
+    Policy::load(&org.policy).map_err(|e| format!("its policy does not load: {e}"))
+}
+
+/// Re-reads an organisation's policy from the store every second; when it
+/// changes, publishes it (a policy set in the store takes effect at the
+/// admission doors within a second), or logs why not and keeps the last good one.
+pub async fn watch_org_policy(
+    identity: crate::identity::Identity,
+    org: String,
+    tx: watch::Sender<Arc<Policy>>,
+    metrics: Arc<Metrics>,
+) {
+    use std::hash::{Hash, Hasher};
+    let fingerprint = |text: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    };
+    let mut last = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let read = {
+            let identity = identity.clone();
+            let org = org.clone();
+            tokio::task::spawn_blocking(move || identity.org(&org)).await
+        };
+        let text = match read {
+            Ok(Ok(o)) => o.policy,
+            Ok(Err(e)) => {
+                tracing::error!(org = %org, error = %e, "cannot read the organisation's policy; keeping the last good one");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(org = %org, error = %e, "reading the organisation's policy failed");
+                continue;
+            }
+        };
+        let now = fingerprint(&text);
+        if last == Some(now) {
+            continue;
+        }
+        let first = last.is_none();
+        last = Some(now);
+        if first {
+            // Loaded at start already.
+            continue;
+        }
+        match Policy::load(&text) {
+            Ok(policy) => {
+                tracing::info!(org = %org, name = %policy.name, mode = %policy.mode, "admission policy reloaded from the organisation");
+                metrics.policy_reload(true);
+                if tx.send(Arc::new(policy)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(org = %org, error = %e, "the organisation's new policy does not load; keeping the last good one");
+                metrics.policy_reload(false);
+            }
+        }
+    }
+}

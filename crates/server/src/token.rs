@@ -273,6 +273,9 @@ pub struct TokenService {
     /// The `service` (audience) tokens are for: the gateway's public name.
     service: String,
     failures: Mutex<Failures>,
+    /// Whether anonymous callers' tokens carry pull access (the deployment
+    /// allows anonymous pulls under a default organisation's policy).
+    anonymous_pulls: bool,
 }
 
 impl TokenService {
@@ -283,7 +286,14 @@ impl TokenService {
             signer,
             service: service.into(),
             failures: Mutex::new(Failures::default()),
+            anonymous_pulls: false,
         }
+    }
+
+    /// Lets anonymous callers' tokens carry pull access.
+    pub fn with_anonymous_pulls(mut self, allowed: bool) -> TokenService {
+        self.anonymous_pulls = allowed;
+        self
     }
 
     /// The audience tokens are issued for.
@@ -328,9 +338,10 @@ impl TokenService {
                 }
             }
         };
-        // Anonymous callers get a token without access; the registry
-        // endpoints answer them (sign-in required, or the anonymous policy).
-        let access: Vec<Access> = if subject.is_empty() {
+        // Anonymous callers get a token without access unless anonymous pulls
+        // are allowed; the registry endpoints answer them (sign-in required,
+        // or the default organisation's policy).
+        let access: Vec<Access> = if subject.is_empty() && !self.anonymous_pulls {
             Vec::new()
         } else {
             let mut granted: Vec<Access> = scopes

@@ -14,6 +14,8 @@ pub enum ErrorCode {
     DigestInvalid,
     /// The manifest is unknown.
     ManifestUnknown,
+    /// The manifest is not valid (too large, or not matching its digest).
+    ManifestInvalid,
     /// The repository name is not valid.
     NameInvalid,
     /// The repository is unknown.
@@ -26,6 +28,8 @@ pub enum ErrorCode {
     Unsupported,
     /// Too many requests.
     Toomanyrequests,
+    /// The service (an upstream) is unavailable.
+    Unavailable,
 }
 
 /// One error.

@@ -1,0 +1,558 @@
+//! The registries behind the gateway: one [`Upstream`] per registry host, each
+//! with its URL and optional credentials, reached anonymously, with Basic
+//! auth, or through its own Bearer token flow (Docker Hub's), tokens cached
+//! until they expire. Credentials go only to the upstream's own host or an
+//! auth host configured for it, never to whatever realm a challenge names.
+//! Bodies are not read here: callers stream them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use imagegate_core::reference::is_docker_hub_host;
+use serde::Deserialize;
+
+/// The key Docker Hub's upstream is filed under.
+pub const DOCKER_HUB: &str = "docker.io";
+/// Docker Hub's registry endpoint.
+pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
+/// Docker Hub's token service host.
+pub const DOCKER_HUB_AUTH_HOST: &str = "auth.docker.io";
+
+/// How long an upstream token is kept when the token endpoint does not say
+/// (the token spec's default).
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// Tokens are renewed this long before they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+/// Cached tokens per upstream, at most.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+/// One upstream as configured. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// The registry host it serves (`docker.io`, `ghcr.io`, `registry.corp:5000`),
+    /// compared without case.
+    pub host: String,
+    /// Its base URL (`https://registry-1.docker.io`).
+    pub url: String,
+    /// Username and password (or token) for it.
+    pub credentials: Option<(String, String)>,
+    /// Token service hosts the credentials may also be sent to.
+    pub auth_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("host", &self.host)
+            .field("url", &self.url)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .field("auth_hosts", &self.auth_hosts)
+            .finish()
+    }
+}
+
+impl UpstreamConfig {
+    /// Docker Hub, anonymously.
+    pub fn docker_hub() -> UpstreamConfig {
+        UpstreamConfig {
+            host: DOCKER_HUB.to_owned(),
+            url: DOCKER_HUB_URL.to_owned(),
+            credentials: None,
+            auth_hosts: vec![DOCKER_HUB_AUTH_HOST.to_owned()],
+        }
+    }
+}
+
+/// Why an upstream request failed before an answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The upstream could not be reached or broke off.
+    #[error("upstream {host} is unreachable: {source}")]
+    Unreachable {
+        /// The upstream.
+        host: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The upstream's token service failed.
+    #[error("upstream {host}'s token service failed: {message}")]
+    Token {
+        /// The upstream.
+        host: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// An upstream registry and its cached tokens.
+#[derive(Debug)]
+pub struct Upstream {
+    config: UpstreamConfig,
+    base: reqwest::Url,
+    tokens: Mutex<HashMap<String, (HeaderValue, Instant)>>,
+    /// Set once the upstream has asked for Basic credentials.
+    basic: std::sync::atomic::AtomicBool,
+}
+
+/// All upstreams, by registry host, sharing one HTTP client.
+#[derive(Debug)]
+pub struct Upstreams {
+    by_host: HashMap<String, Upstream>,
+    client: reqwest::Client,
+}
+
+/// A configuration problem with one upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {host}: {message}")]
+pub struct ConfigError {
+    /// The upstream's host.
+    pub host: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Basic realm=...`.
+    Basic,
+    /// `Bearer realm=...,service=...,scope=...`.
+    Bearer {
+        /// The token endpoint.
+        realm: String,
+        /// The service parameter.
+        service: Option<String>,
+        /// The scope parameter.
+        scope: Option<String>,
+    },
+}
+
+/// Parses a `WWW-Authenticate` value (RFC 7235 auth-params, quoted or not).
+/// `None` when it is neither a Basic nor a Bearer challenge with a realm.
+pub fn parse_challenge(value: &str) -> Option<Challenge> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params: HashMap<String, String> = HashMap::new();
+    let mut rest = rest.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (val, remainder) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => out.push(chars.next()?.1),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => out.push(c),
+                }
+            }
+            (out, quoted.get(end?..)?)
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after.get(..end)?.trim().to_owned(), after.get(end..)?)
+        };
+        params.insert(key, val);
+        rest = remainder.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Some(Challenge::Bearer {
+        realm: params.remove("realm")?,
+        service: params.remove("service"),
+        scope: params.remove("scope"),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Upstreams {
+    /// Builds the upstreams; Docker Hub is added as `docker.io` unless configured.
+    pub fn new(configs: Vec<UpstreamConfig>) -> Result<Upstreams, ConfigError> {
+        crate::tls::install_crypto_provider();
+        let mut by_host = HashMap::new();
+        let hub_configured = configs.iter().any(|c| is_docker_hub_host(&c.host));
+        let all = configs
+            .into_iter()
+            .chain((!hub_configured).then(UpstreamConfig::docker_hub));
+        for mut config in all {
+            let key = host_key(&config.host);
+            let base = reqwest::Url::parse(&config.url).map_err(|e| ConfigError {
+                host: config.host.clone(),
+                message: format!("{:?} is not a URL: {e}", config.url),
+            })?;
+            if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+                return Err(ConfigError {
+                    host: config.host.clone(),
+                    message: format!("{:?} is not an http(s) URL with a host", config.url),
+                });
+            }
+            if is_docker_hub_host(&config.host)
+                && !config
+                    .auth_hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(DOCKER_HUB_AUTH_HOST))
+                && base.host_str() == Some("registry-1.docker.io")
+            {
+                config.auth_hosts.push(DOCKER_HUB_AUTH_HOST.to_owned());
+            }
+            if by_host.contains_key(&key) {
+                return Err(ConfigError {
+                    host: config.host,
+                    message: "configured twice".to_owned(),
+                });
+            }
+            by_host.insert(
+                key,
+                Upstream {
+                    config,
+                    base,
+                    tokens: Mutex::new(HashMap::new()),
+                    basic: std::sync::atomic::AtomicBool::new(false),
+                },
+            );
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("imagegate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError {
+                host: String::new(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Upstreams { by_host, client })
+    }
+
+    /// The upstream serving registry `host` (Docker Hub under any of its names).
+    /// A lookup key only: nothing not configured is ever dialled.
+    pub fn get(&self, host: &str) -> Option<&Upstream> {
+        self.by_host.get(&host_key(host))
+    }
+
+    /// The configured registry hosts.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.by_host.values().map(|u| u.config.host.as_str())
+    }
+
+    /// Sends `method` for `/v2/<repository>/<rest>` to `upstream`, with
+    /// `forward` headers (Accept, Range), authenticating as the upstream asks.
+    /// The body of the answer is left unread.
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        method: Method,
+        repository: &str,
+        rest: &str,
+        forward: &HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let scope = format!("repository:{repository}:pull");
+        let mut url = upstream.base.clone();
+        {
+            let base_path = url.path().trim_end_matches('/').to_owned();
+            url.set_path(&format!("{base_path}/v2/{repository}/{rest}"));
+        }
+        let mut retried = false;
+        loop {
+            let mut request = self.client.request(method.clone(), url.clone());
+            for (name, value) in forward {
+                request = request.header(name, value);
+            }
+            if let Some(auth) = upstream.authorization(&scope) {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|source| UpstreamError::Unreachable {
+                    host: upstream.config.host.clone(),
+                    source,
+                })?;
+            if response.status() != StatusCode::UNAUTHORIZED || retried {
+                return Ok(response);
+            }
+            let challenge = response
+                .headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(parse_challenge)
+                .next();
+            match challenge {
+                Some(Challenge::Basic) if upstream.config.credentials.is_some() => {
+                    upstream
+                        .basic
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(Challenge::Bearer { realm, service, .. }) => {
+                    self.fetch_token(upstream, &realm, service.as_deref(), &scope)
+                        .await?;
+                }
+                _ => return Ok(response),
+            }
+            retried = true;
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        upstream: &Upstream,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(), UpstreamError> {
+        let fail = |message: String| UpstreamError::Token {
+            host: upstream.config.host.clone(),
+            message,
+        };
+        let mut url = reqwest::Url::parse(realm)
+            .map_err(|e| fail(format!("realm {realm:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(fail(format!("realm {realm:?} is not http(s)")));
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", scope);
+        }
+        let mut request = self.client.get(url.clone());
+        if let Some((user, password)) = &upstream.config.credentials {
+            if upstream.may_receive_credentials(&url) {
+                request = request.basic_auth(user, Some(password));
+            } else {
+                tracing::warn!(
+                    upstream = %upstream.config.host,
+                    realm = %realm,
+                    "upstream names a token realm on a host not configured for it; asking anonymously"
+                );
+            }
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot reach {realm}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("{realm} answered {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(format!("reading {realm}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(fail(format!("{realm} answered more than 64 KiB")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| fail(format!("{realm} answered no token: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| fail(format!("{realm} answered no token")))?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            fail(format!(
+                "{realm} answered a token that is not a header value"
+            ))
+        })?;
+        let ttl = answer
+            .expires_in
+            .map_or(DEFAULT_TOKEN_TTL, Duration::from_secs)
+            .saturating_sub(TOKEN_MARGIN)
+            .max(Duration::from_secs(1));
+        let mut tokens = upstream.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() >= MAX_CACHED_TOKENS {
+            let now = Instant::now();
+            tokens.retain(|_, (_, until)| *until > now);
+            if tokens.len() >= MAX_CACHED_TOKENS {
+                tokens.clear();
+            }
+        }
+        tokens.insert(scope.to_owned(), (value, Instant::now() + ttl));
+        Ok(())
+    }
+}
+
+impl Upstream {
+    /// The registry host it serves.
+    pub fn host(&self) -> &str {
+        &self.config.host
+    }
+
+    /// The Authorization to send for `scope`: a cached Bearer token, else
+    /// Basic credentials once the upstream asked for them.
+    fn authorization(&self, scope: &str) -> Option<HeaderValue> {
+        {
+            let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((value, until)) = tokens.get(scope)
+                && *until > Instant::now()
+            {
+                return Some(value.clone());
+            }
+        }
+        if self.basic.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some((user, password)) = &self.config.credentials
+        {
+            use base64::Engine;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            return HeaderValue::from_str(&format!("Basic {encoded}")).ok();
+        }
+        None
+    }
+
+    /// Whether `realm` may receive this upstream's credentials: only its own
+    /// host or a configured auth host, compared without case.
+    fn may_receive_credentials(&self, realm: &reqwest::Url) -> bool {
+        let Some(host) = realm.host_str() else {
+            return false;
+        };
+        if realm.scheme() != "https" && self.base.scheme() == "https" {
+            return false;
+        }
+        self.base
+            .host_str()
+            .is_some_and(|own| own.eq_ignore_ascii_case(host))
+            || self
+                .config
+                .auth_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+fn host_key(host: &str) -> String {
+    if is_docker_hub_host(host) {
+        DOCKER_HUB.to_owned()
+    } else {
+        host.to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_challenges_parse_quoted_and_bare_parameters() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/nginx:pull".into()),
+            })
+        );
+        assert_eq!(
+            parse_challenge("bearer realm=https://r.example/t, service=r"),
+            Some(Challenge::Bearer {
+                realm: "https://r.example/t".into(),
+                service: Some("r".into()),
+                scope: None,
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            parse_challenge(r#"Bearer realm="a\"b",service="x""#),
+            Some(Challenge::Bearer {
+                realm: "a\"b".into(),
+                service: Some("x".into()),
+                scope: None
+            })
+        );
+    }
+
+    #[test]
+    fn case_broken_challenges_are_none_not_panics() {
+        for v in [
+            "",
+            "Bearer",
+            "Bearer service=x",
+            "Bearer realm=\"unterminated",
+            "Bearer realm",
+            "Negotiate abc",
+            "Bearer realm=\"a\\",
+        ] {
+            assert!(
+                !matches!(parse_challenge(v), Some(Challenge::Bearer { .. })),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_credentials_go_only_to_the_upstreams_own_or_configured_hosts() {
+        let ups = Upstreams::new(vec![UpstreamConfig {
+            host: "ghcr.io".into(),
+            url: "https://ghcr.io".into(),
+            credentials: Some(("u".into(), "p".into())),
+            auth_hosts: vec!["auth.ghcr.example".into()],
+        }])
+        .unwrap();
+        let u = ups.get("GHCR.IO").unwrap();
+        let ok = |s: &str| u.may_receive_credentials(&reqwest::Url::parse(s).unwrap());
+        assert!(ok("https://ghcr.io/token"));
+        assert!(ok("https://AUTH.ghcr.example/token"));
+        assert!(!ok("https://ghcr.io.evil.example/token"));
+        assert!(!ok("https://evil.example/token"));
+        assert!(!ok("http://ghcr.io/token"), "no downgrade to plain HTTP");
+        let hub = ups.get("index.docker.io").unwrap();
+        assert_eq!(hub.host(), "docker.io");
+        assert!(hub.may_receive_credentials(
+            &reqwest::Url::parse("https://auth.docker.io/token").unwrap()
+        ));
+        assert!(ups.get("quay.io").is_none());
+    }
+
+    #[test]
+    fn case_bad_upstream_urls_name_the_upstream() {
+        let e = Upstreams::new(vec![UpstreamConfig {
+            host: "ghcr.io".into(),
+            url: "ftp://x".into(),
+            credentials: None,
+            auth_hosts: vec![],
+        }])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("upstream ghcr.io: "), "{e}");
+    }
+}
