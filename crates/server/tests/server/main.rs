@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod deploy;
+mod gateway;
 mod golden;
 mod token;
 

@@ -1,0 +1,515 @@
+//! The registry gateway in process: what is refused before any upstream is
+//! called, and in which words. The upstream here is a TCP listener that counts
+//! connections and answers none (a real upstream registry is in tests/e2e):
+//! a refused request must leave the count at zero.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use imagegate_server::gateway::caller::Callers;
+use imagegate_server::gateway::upstream::{UpstreamConfig, Upstreams};
+use imagegate_server::gateway::{self, Gateway};
+use imagegate_server::identity::Identity;
+use imagegate_server::metrics::Metrics;
+use imagegate_server::store::{Role, SqliteStore, Store};
+use imagegate_server::token::{Signer, TokenService};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const SERVICE: &str = "gateway.corp.example";
+const DIGEST: &str = "sha256:1795291ea111c1c1ab67ad0d2ea501b68c31dc05d931cd5a45c0abe420578d4a";
+
+const CORP: &str = "apiVersion: imagegate.dev/v1
+kind: ImagePolicy
+metadata: {name: corp}
+spec:
+  imageAccess:
+    enabled: true
+    allow: [official]
+    organizationNamespaces: [corp]
+    verifiedPublishers: [bitnami]
+  registryAccess:
+    enabled: true
+    allow: [docker.io]
+";
+
+struct Setup {
+    app: Router,
+    tokens: Arc<TokenService>,
+    upstream_connections: Arc<AtomicUsize>,
+    identity: Identity,
+    alice: String,
+    olga: String,
+}
+
+/// A listener that accepts and drops connections, counting them.
+fn counting_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            c.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (url, count)
+}
+
+fn setup_with(allow_anonymous: bool) -> Setup {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let dir = std::env::temp_dir().join(format!("imagegate-gateway-{}", u64::from_le_bytes(b)));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+    let identity = Identity::new(store.clone());
+    identity.create_org("corp", &["corp".to_owned()]).unwrap();
+    identity.set_policy("corp", CORP).unwrap();
+    for (user, role) in [("alice", Role::Member), ("olga", Role::Owner)] {
+        identity.create_user(user, "correct horse battery").unwrap();
+        store.set_member("corp", user, role).unwrap();
+    }
+    let alice = identity.create_token("alice", "t", None).unwrap().secret;
+    let olga = identity.create_token("olga", "t", None).unwrap().secret;
+    let tokens = Arc::new(
+        TokenService::new(
+            identity.clone(),
+            Signer::load_or_create(&dir).unwrap(),
+            SERVICE,
+        )
+        .with_anonymous_pulls(allow_anonymous),
+    );
+    let (url, upstream_connections) = counting_upstream();
+    let metrics = Arc::new(Metrics::new());
+    let gw = Gateway {
+        callers: Arc::new(Callers::new(
+            tokens.clone(),
+            identity.clone(),
+            allow_anonymous.then(|| "corp".to_owned()),
+            allow_anonymous,
+            metrics.clone(),
+        )),
+        upstreams: Upstreams::new(vec![
+            UpstreamConfig {
+                host: "docker.io".into(),
+                url: url.clone(),
+                credentials: None,
+                auth_hosts: vec![],
+            },
+            UpstreamConfig {
+                host: "ghcr.io".into(),
+                url,
+                credentials: None,
+                auth_hosts: vec![],
+            },
+        ])
+        .unwrap(),
+        public_url: Some(format!("https://{SERVICE}")),
+        tls: true,
+        metrics,
+    };
+    Setup {
+        app: gateway::routes(Arc::new(gw)),
+        tokens,
+        upstream_connections,
+        identity,
+        alice,
+        olga,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with(false)
+}
+
+impl Setup {
+    fn token(&self, user: Option<(&str, &str)>, repository: &str) -> String {
+        self.tokens
+            .issue(user, None, &[format!("repository:{repository}:pull")])
+            .unwrap()
+            .token
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn upstream_calls(&self) -> usize {
+        self.upstream_connections.load(Ordering::SeqCst)
+    }
+}
+
+fn error_of(body: &Value) -> (&str, &str) {
+    (
+        body["errors"][0]["code"].as_str().unwrap_or_default(),
+        body["errors"][0]["message"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn refused_pulls_say_why_and_never_reach_the_upstream() {
+    let s = setup();
+    let cases = [
+        (
+            "someuser/custom-image",
+            "manifests/latest",
+            "image access denied: community images not allowed",
+        ),
+        (
+            "bitnami/redis",
+            "manifests/7",
+            "image access denied: verified publisher images not allowed",
+        ),
+        (
+            "ghcr.io/corp/app",
+            "manifests/1",
+            "registry access to ghcr.io is not allowed",
+        ),
+        (
+            "someuser/custom-image",
+            &format!("blobs/{DIGEST}"),
+            "image access denied: community images not allowed",
+        ),
+        (
+            "someuser/custom-image",
+            &format!("manifests/{DIGEST}"),
+            "image access denied: community images not allowed",
+        ),
+        (
+            "someuser/custom-image",
+            "tags/list",
+            "image access denied: community images not allowed",
+        ),
+    ];
+    for (repo, rest, message) in cases {
+        let token = s.token(Some(("alice", &s.alice)), repo);
+        let path = format!("/v2/{repo}/{rest}");
+        let (status, headers, body) = s.send(Method::GET, &path, Some(&token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(error_of(&body), ("DENIED", message), "{path}");
+        assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
+        let (head, _, _) = s.send(Method::HEAD, &path, Some(&token)).await;
+        assert_eq!(
+            head,
+            StatusCode::FORBIDDEN,
+            "HEAD {path} gets the same status"
+        );
+    }
+    assert_eq!(
+        s.upstream_calls(),
+        0,
+        "a refused pull makes no upstream request"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_bypasses_image_access_and_reaches_the_upstream() {
+    let s = setup();
+    let token = s.token(Some(("olga", &s.olga)), "someuser/custom-image");
+    let (status, _, body) = s
+        .send(
+            Method::GET,
+            "/v2/someuser/custom-image/manifests/latest",
+            Some(&token),
+        )
+        .await;
+    // The counting upstream drops the connection: a clean registry error.
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(
+        error_of(&body),
+        (
+            "UNAVAILABLE",
+            "upstream docker.io is unavailable; try again later"
+        )
+    );
+    assert!(s.upstream_calls() >= 1);
+    // Owners do not bypass registry access.
+    let token = s.token(Some(("olga", &s.olga)), "ghcr.io/corp/app");
+    let (status, _, body) = s
+        .send(
+            Method::GET,
+            "/v2/ghcr.io/corp/app/manifests/1",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(&body).1,
+        "registry access to ghcr.io is not allowed"
+    );
+}
+
+#[tokio::test]
+async fn callers_without_a_usable_token_are_challenged() {
+    let s = setup();
+    let (status, headers, body) = s
+        .send(Method::GET, "/v2/library/nginx/manifests/latest", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_of(&body).0, "UNAUTHORIZED");
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"https://gateway.corp.example/token\",service=\"gateway.corp.example\",scope=\"repository:library/nginx:pull\""
+    );
+    let (status, headers, _) = s.send(Method::GET, "/v2/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"https://gateway.corp.example/token\",service=\"gateway.corp.example\""
+    );
+    let alice = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let (status, _, _) = s.send(Method::GET, "/v2/", Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Anonymous: sign-in required, in words.
+    let anonymous = s.token(None, "library/nginx");
+    let (status, headers, body) = s
+        .send(
+            Method::GET,
+            "/v2/library/nginx/manifests/latest",
+            Some(&anonymous),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_of(&body), ("UNAUTHORIZED", "sign-in required"));
+    assert!(headers.contains_key("www-authenticate"));
+
+    // A token for one repository does not open another.
+    let (status, _, body) = s
+        .send(Method::GET, "/v2/corp/app/manifests/latest", Some(&alice))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_of(&body).1,
+        "the token does not grant pull access to corp/app"
+    );
+
+    // Tampered and foreign tokens.
+    let mut tampered = alice.clone();
+    tampered.pop();
+    tampered.push(if alice.ends_with('A') { 'B' } else { 'A' });
+    for bad in [tampered.as_str(), "not-a-jwt", "a.b.c"] {
+        let (status, _, body) = s
+            .send(Method::GET, "/v2/library/nginx/manifests/latest", Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(error_of(&body).1.starts_with("invalid token: "), "{body}");
+    }
+    assert_eq!(s.upstream_calls(), 0);
+}
+
+#[tokio::test]
+async fn anonymous_pulls_when_allowed_get_the_default_organisations_policy() {
+    let s = setup_with(true);
+    let anonymous = s.token(None, "someuser/custom-image");
+    let (status, _, body) = s
+        .send(
+            Method::GET,
+            "/v2/someuser/custom-image/manifests/latest",
+            Some(&anonymous),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(&body).1,
+        "image access denied: community images not allowed"
+    );
+    let anonymous = s.token(None, "library/nginx");
+    let (status, _, _) = s
+        .send(
+            Method::GET,
+            "/v2/library/nginx/manifests/latest",
+            Some(&anonymous),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "allowed, so the upstream is asked"
+    );
+}
+
+#[tokio::test]
+async fn writes_catalog_mounts_and_hostile_paths_are_answered_in_the_registry_format() {
+    let s = setup();
+    let alice = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let cases: [(Method, &str, StatusCode, &str); 9] = [
+        (
+            Method::PUT,
+            "/v2/library/nginx/manifests/latest",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
+        (
+            Method::DELETE,
+            &format!("/v2/library/nginx/blobs/{DIGEST}"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
+        (
+            Method::POST,
+            "/v2/library/nginx/blobs/uploads/",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+        ),
+        (
+            Method::POST,
+            &format!("/v2/library/nginx/blobs/uploads/?mount={DIGEST}&from=someuser/x"),
+            StatusCode::FORBIDDEN,
+            "DENIED",
+        ),
+        (Method::GET, "/v2/_catalog", StatusCode::FORBIDDEN, "DENIED"),
+        (
+            Method::GET,
+            "/v2/library/%2e%2e/manifests/latest",
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            Method::GET,
+            "/v2/library%2Fnginx/manifests/latest",
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            Method::GET,
+            "/v2/Library/nginx/manifests/latest",
+            StatusCode::BAD_REQUEST,
+            "NAME_INVALID",
+        ),
+        (
+            Method::GET,
+            "/v2/library/nginx/blobs/sha256:abc",
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let (got, _, body) = s.send(method.clone(), path, Some(&alice)).await;
+        assert_eq!(
+            (got, error_of(&body).0),
+            (status, code),
+            "{method} {path}: {body}"
+        );
+    }
+    assert_eq!(s.upstream_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_ns_parameter_is_a_lookup_key_never_an_address() {
+    let s = setup();
+    let token = s.token(Some(("alice", &s.alice)), "someuser/custom-image");
+    let (status, _, body) = s
+        .send(
+            Method::GET,
+            "/v2/someuser/custom-image/manifests/latest?ns=docker.io",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).1),
+        (
+            StatusCode::FORBIDDEN,
+            "image access denied: community images not allowed"
+        )
+    );
+    for ns in ["evil.example", "127.0.0.1:1", "http://127.0.0.1:1", ""] {
+        let path = format!(
+            "/v2/someuser/custom-image/manifests/latest?ns={}",
+            ns.replace(':', "%3A").replace('/', "%2F")
+        );
+        let (status, _, body) = s.send(Method::GET, &path, Some(&token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{ns}: {body}");
+        assert_eq!(error_of(&body).0, "NAME_UNKNOWN");
+    }
+    // ns=ghcr.io makes the repository ghcr.io's, and the policy says no.
+    let token = s.token(Some(("alice", &s.alice)), "corp/app");
+    let (status, _, body) = s
+        .send(
+            Method::GET,
+            "/v2/corp/app/manifests/1?ns=ghcr.io",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).1),
+        (
+            StatusCode::FORBIDDEN,
+            "registry access to ghcr.io is not allowed"
+        )
+    );
+    assert_eq!(s.upstream_calls(), 0);
+}
+
+#[tokio::test]
+async fn policy_and_membership_changes_apply_within_a_second() {
+    let s = setup();
+    let token = s.token(Some(("alice", &s.alice)), "someuser/custom-image");
+    let path = "/v2/someuser/custom-image/manifests/latest";
+    let (status, _, _) = s.send(Method::GET, path, Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.identity
+        .set_policy(
+            "corp",
+            &CORP.replace("allow: [official]", "allow: [official, community]"),
+        )
+        .unwrap();
+    tokio::time::sleep(
+        imagegate_server::gateway::caller::REFRESH + std::time::Duration::from_millis(100),
+    )
+    .await;
+    let (status, _, _) = s.send(Method::GET, path, Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "now allowed: the upstream is asked"
+    );
+}
+
+#[tokio::test]
+async fn warn_mode_allows_and_says_what_would_have_been_refused() {
+    let s = setup();
+    s.identity
+        .set_policy("corp", &CORP.replace("spec:\n", "spec:\n  mode: warn\n"))
+        .unwrap();
+    let token = s.token(Some(("alice", &s.alice)), "someuser/custom-image");
+    let (_, headers, _) = s
+        .send(
+            Method::GET,
+            "/v2/someuser/custom-image/manifests/latest",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        headers["warning"],
+        "299 - \"image access denied: community images not allowed\""
+    );
+    assert!(s.upstream_calls() >= 1);
+}
