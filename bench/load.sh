@@ -21,7 +21,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin" certs --out "$work" >/dev/null 2>&1
 port=18443
 IMAGEGATE_LOG=warn "$bin" serve --listen 127.0.0.1:$port --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-  --policy crates/server/tests/fixtures/policy.yaml >"$work/serve.log" 2>&1 &
+  --policy crates/server/tests/fixtures/policy.yaml --data-dir "$work/data" >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do
   curl -sk "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
