@@ -62,7 +62,32 @@ fn counting_upstream() -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
+/// A faulty upstream (a test double: a real registry does not misbehave on
+/// cue): answers every request with `head` and `body`, then closes.
+fn faulty_upstream(head: &'static str, body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    (url, count)
+}
+
 fn setup_with(allow_anonymous: bool) -> Setup {
+    setup_upstream(allow_anonymous, counting_upstream())
+}
+
+fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -> Setup {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
     let dir = std::env::temp_dir().join(format!("imagegate-gateway-{}", u64::from_le_bytes(b)));
@@ -84,7 +109,7 @@ fn setup_with(allow_anonymous: bool) -> Setup {
         )
         .with_anonymous_pulls(allow_anonymous),
     );
-    let (url, upstream_connections) = counting_upstream();
+    let (url, upstream_connections) = upstream;
     let metrics = Arc::new(Metrics::new());
     let gw = Gateway {
         callers: Arc::new(Callers::new(
@@ -512,4 +537,59 @@ async fn warn_mode_allows_and_says_what_would_have_been_refused() {
         "299 - \"image access denied: community images not allowed\""
     );
     assert!(s.upstream_calls() >= 1);
+}
+
+#[tokio::test]
+async fn an_upstream_resetting_mid_blob_cuts_the_stream_and_the_gateway_stays_up() {
+    let s = setup_upstream(
+        false,
+        faulty_upstream(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n",
+            b"only ten b",
+        ),
+    );
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let path = format!("/v2/library/nginx/blobs/{DIGEST}");
+    for _ in 0..2 {
+        let request = Request::get(&path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = s.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-length"], "1000");
+        let body = response.into_body().collect().await;
+        assert!(
+            body.is_err(),
+            "a cut upstream stream must reach the client as a cut stream"
+        );
+    }
+    assert_eq!(s.upstream_calls(), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_that_refuses_the_gateway_is_a_denial_not_a_challenge() {
+    let s = setup_upstream(
+        false,
+        faulty_upstream(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            b"",
+        ),
+    );
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let (status, headers, body) = s
+        .send(Method::GET, "/v2/library/nginx/manifests/1", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        !headers.contains_key("www-authenticate"),
+        "the upstream's challenge is not the client's"
+    );
+    assert_eq!(
+        error_of(&body),
+        (
+            "DENIED",
+            "upstream docker.io refused access to library/nginx (HTTP 401)"
+        )
+    );
 }
