@@ -10,8 +10,12 @@
 #   3. upstream manifest GETs of an allowed pull, gateway vs direct (aim: no
 #      more), and upstream requests of a refused pull (aim: none).
 # Token verification caching is measured in-process: cargo bench --bench gateway.
+# The upstream serves HTTPS, as real upstreams do (Docker Hub, ghcr.io), so
+# the direct pull pays for TLS too; UPSTREAM=http measures against a
+# plain-HTTP upstream instead (the gateway's TLS is then all extra).
 #   bench/gateway.sh [ROUNDS, default 3] [BIG, default 1g] [HUGE, default 4g]
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 big="${2:-1g}"
@@ -26,19 +30,25 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
+upstream_scheme="${UPSTREAM:-https}"
+"$bin" certs --dns localhost --ip 127.0.0.1 --out "$work/certs" >/dev/null 2>&1
+mkdir -p "$work/ca" && cp "$work/certs/ca.crt" "$work/ca/"
+# The gateway trusts the test CA for its upstream through SSL_CERT_FILE.
+cat /etc/ssl/certs/ca-certificates.crt "$work/certs/ca.crt" >"$work/trust.pem" 2>/dev/null || cp "$work/certs/ca.crt" "$work/trust.pem"
+
 reg_port=15000
+reg_tls=""
+[ "$upstream_scheme" = https ] && reg_tls=", tls: {certificate: $work/certs/tls.crt, key: $work/certs/tls.key}"
 cat >"$work/registry.yml" <<YML
 version: 0.1
 log: {level: info, formatter: text}
 storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$reg_port}
+http: {addr: 127.0.0.1:$reg_port$reg_tls}
 YML
 docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$reg_port/v2/" >/dev/null && break; sleep 0.1; done
-
-"$bin" certs --dns localhost --ip 127.0.0.1 --out "$work/certs" >/dev/null 2>&1
-mkdir -p "$work/ca" && cp "$work/certs/ca.crt" "$work/ca/"
+upstream="$upstream_scheme://localhost:$reg_port"
+for _ in $(seq 50); do curl -sf --cacert "$work/ca/ca.crt" "$upstream/v2/" >/dev/null && break; sleep 0.1; done
 data="$work/data"
 "$bin" admin --data-dir "$data" org create corp --namespace corp >/dev/null
 cat >"$work/policy.yaml" <<YML
@@ -56,21 +66,22 @@ pat=$("$bin" admin --data-dir "$data" token create dev --name bench)
 
 gw_port=15443
 start_gateway() {
-  IMAGEGATE_LOG=warn "$bin" serve --listen 127.0.0.1:$gw_port --data-dir "$data" \
+  SSL_CERT_FILE="$work/trust.pem" IMAGEGATE_LOG=warn "$bin" serve --listen 127.0.0.1:$gw_port --data-dir "$data" \
     --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
-    --upstream "docker.io=http://127.0.0.1:$reg_port" >>"$work/serve.log" 2>&1 &
+    --upstream "docker.io=$upstream" >>"$work/serve.log" 2>&1 &
   gateway=$!
   pids+=("$gateway")
   for _ in $(seq 50); do curl -sf --cacert "$work/ca/ca.crt" "https://localhost:$gw_port/healthz" >/dev/null && break; sleep 0.1; done
 }
 stop_gateway() { kill "$gateway"; wait "$gateway" 2>/dev/null || true; }
 
-push() { # name tag sizes -> prints layer digests
+push() { # name tag sizes -> prints the layer digests as stored (skopeo compresses on push)
   local dir="$work/img-$1"
-  local digests; digests=$(python3 bench/mkimage.py "$dir" "$2" "$3")
-  skopeo copy -q --dest-tls-verify=false "oci:$dir:$2" "docker://127.0.0.1:$reg_port/library/$1:$2"
+  python3 bench/mkimage.py "$dir" "$2" "$3" >/dev/null
+  skopeo copy -q --dest-cert-dir "$work/ca" --dest-tls-verify=false "oci:$dir:$2" "docker://localhost:$reg_port/library/$1:$2"
   rm -rf "$dir"
-  echo "$digests"
+  curl -sf --cacert "$work/ca/ca.crt" -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+    "$upstream/v2/library/$1/manifests/$2" | python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))'
 }
 echo "generating and pushing images (1 x $big, 200 x 64k, $huge and 64m blobs)..." >&2
 push big 1 "$big" >/dev/null
@@ -83,7 +94,7 @@ copy() { # direct|gateway image
   rm -rf "$work/out"
   local t0; t0=$(now)
   if [ "$1" = direct ]; then
-    skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$reg_port/library/$2" "dir:$work/out"
+    skopeo copy -q --src-cert-dir "$work/ca" --src-tls-verify="$([ "$upstream_scheme" = https ] && echo true || echo false)" "docker://localhost:$reg_port/library/$2" "dir:$work/out"
   else
     skopeo copy -q --src-cert-dir "$work/ca" --src-creds "dev:$pat" "docker://localhost:$gw_port/library/$2" "dir:$work/out"
   fi
@@ -92,8 +103,9 @@ copy() { # direct|gateway image
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start_gateway
+echo "upstream: $upstream_scheme"
 printf '%-34s %10s %10s %8s %8s\n' "skopeo copy" "direct s" "gateway s" ratio aim
-for case in "big:1 1 GiB single layer:1.15" "many:1 200 small layers:1.3"; do
+for case in "big:1 $big single layer:1.15" "many:1 200 small layers:1.3"; do
   image=${case%% *}; rest=${case#* }; label=${rest%:*}; aim=${rest##*:}
   copy gateway "$image" >/dev/null # warm caches (upstream token, page cache) for both
   d=(); g=()
@@ -122,8 +134,10 @@ hwm() { # blob-repo digest -> VmHWM kB after relaying it
   local jwt
   jwt=$(curl -sf --cacert "$work/ca/ca.crt" -u "dev:$pat" \
     "https://localhost:$gw_port/token?service=imagegate&scope=repository:library/$1:pull" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  curl -sf --cacert "$work/ca/ca.crt" -H "Authorization: Bearer $jwt" -o /dev/null \
-    "https://localhost:$gw_port/v2/library/$1/blobs/$2"
+  local size
+  size=$(curl -sf --cacert "$work/ca/ca.crt" -H "Authorization: Bearer $jwt" -o /dev/null -w '%{size_download}' \
+    "https://localhost:$gw_port/v2/library/$1/blobs/$2")
+  [ "$size" -gt $((60 << 20)) ] || { echo "relayed only $size bytes of $1" >&2; exit 1; }
   awk '/^VmHWM:/ { print $2 }' "/proc/$gateway/status"
   stop_gateway
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod audit;
 mod certs;
 mod check;
 mod policy;
@@ -40,6 +41,8 @@ enum Command {
     Certs(certs::Args),
     /// Manage organisations, users, memberships and access tokens in the store.
     Admin(admin::Args),
+    /// Print and filter the audit log: every decision at every door.
+    Audit(audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

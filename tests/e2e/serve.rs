@@ -557,3 +557,176 @@ fn sigterm_lets_an_in_flight_review_finish() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Sends SIGTERM and waits for a clean exit.
+fn stop(server: &mut Server) {
+    let pid = server.child.id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_admission_decision_is_in_the_audit_log_and_imagegate_audit_filters_it() {
+    let dir = temp_dir("audit");
+    certs(&dir);
+    let ca = dir.join("ca.crt");
+    let data = dir.join("data");
+    let policy = format!("{FIXTURES}/policy.yaml");
+    let mut server = Server::start(&[
+        "--tls-cert",
+        dir.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        dir.join("tls.key").to_str().unwrap(),
+        "--policy",
+        &policy,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let f = fixture("admission/deployment-create-v1.json");
+    let (status, _) = server.post(
+        &ca,
+        "/admission/validate",
+        &serde_json::to_vec(&f["request"]).unwrap(),
+    );
+    assert_eq!(status, 200);
+    let f = fixture("imagepolicy/denied.json");
+    let (status, _) = server.post(
+        &ca,
+        "/imagepolicy",
+        &serde_json::to_vec(&f["request"]).unwrap(),
+    );
+    assert_eq!(status, 200);
+    // A clean shutdown writes everything that was acknowledged.
+    stop(&mut server);
+
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit", "--data-dir", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = crate::imagegate(&all, b"");
+        assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+        crate::stdout(&out)
+    };
+    let lines: Vec<Value> = audit(&["--format", "json", "--door", "admission"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "one event per image: {lines:?}");
+    let community = &lines[0];
+    let fields: Vec<&str> = community
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "time",
+        "door",
+        "org",
+        "user",
+        "source",
+        "image",
+        "input",
+        "category",
+        "decision",
+        "reason",
+        "mode",
+        "message",
+        "namespace",
+        "request",
+        "path",
+    ];
+    expected.sort_unstable();
+    let mut fields_sorted = fields.clone();
+    fields_sorted.sort_unstable();
+    assert_eq!(fields_sorted, expected);
+    assert_eq!(community["image"], "docker.io/someuser/custom-image:1");
+    assert_eq!(community["input"], "someuser/custom-image:1");
+    assert_eq!(community["user"], "kubernetes-admin");
+    assert_eq!(community["namespace"], "default");
+    assert_eq!(community["request"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(community["decision"], "deny");
+    assert_eq!(community["reason"], "category_not_allowed");
+    assert_eq!(community["category"], "community");
+    assert_eq!(
+        community["message"],
+        "image access denied: community images not allowed"
+    );
+    assert_eq!(community["path"], "spec.template.spec.initContainers[0]");
+    assert!(community["time"].as_str().unwrap().ends_with('Z'));
+
+    let denied = audit(&["--format", "json", "--decision", "deny"]);
+    assert!(
+        denied.lines().all(|l| l.contains("\"decision\":\"deny\"")),
+        "{denied}"
+    );
+    assert!(
+        denied
+            .lines()
+            .any(|l| l.contains("\"door\":\"imagepolicy\"")),
+        "{denied}"
+    );
+    let nginx = audit(&[
+        "--format",
+        "json",
+        "--image",
+        "docker.io/library/*",
+        "--door",
+        "admission",
+    ]);
+    assert_eq!(nginx.lines().count(), 1, "{nginx}");
+    assert!(nginx.contains("docker.io/library/nginx:1.25"));
+    assert_eq!(audit(&["--format", "json", "--user", "nobody"]), "");
+    assert_eq!(
+        audit(&["--format", "json", "--since", "2099-01-01T00:00:00Z"]),
+        ""
+    );
+    let all = audit(&["--format", "json"]);
+    assert!(all.lines().count() > 3);
+    assert_eq!(audit(&["--format", "json", "--since", "1h"]), all);
+
+    let csv = audit(&["--format", "csv", "--door", "admission"]);
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some(
+            "time,door,org,user,source,image,input,category,decision,reason,mode,message,namespace,request,path"
+        )
+    );
+    assert_eq!(rows.count(), 3);
+    let text = audit(&["--door", "admission", "--limit", "1"]);
+    assert_eq!(text.lines().count(), 1);
+    assert!(
+        text.contains("admission") && text.contains("kubernetes-admin"),
+        "{text}"
+    );
+
+    let bad = crate::imagegate(
+        &[
+            "audit",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--since",
+            "yesterday",
+        ],
+        b"",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        crate::stderr(&bad).contains("--since \"yesterday\": expected RFC 3339"),
+        "{}",
+        crate::stderr(&bad)
+    );
+}

@@ -143,8 +143,9 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
             user,
             path,
             dry_run: req.dry_run,
+            ..audit::Context::default()
         };
-        audit::record(&ctx, image, d);
+        state.audit.record(&ctx, image, d);
     };
     for site in &sites {
         let d = decide(

@@ -1,8 +1,24 @@
-//! The audit record of every decision. Until the store exists (the registry
-//! gateway issue), records are structured log events on the `imagegate::audit`
-//! target, one per image decided.
+//! The audit record of every decision, at every door: one structured log
+//! event on the `imagegate::audit` target, and one row in the store, written
+//! through a bounded queue in batches so a slow disk never stalls a pull or a
+//! review. A full queue drops the event, counts it and says so in the log
+//! (at most once a second); it never blocks and never crashes. On a clean
+//! shutdown everything queued is written before the server exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use imagegate_core::Decision;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::store::{AuditEvent, Store};
+
+/// Events queued at most; beyond this they are dropped and counted.
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// Events written per transaction at most.
+pub const BATCH: usize = 500;
 
 /// Who asked, through which door, about what.
 #[derive(Clone, Copy, Debug, Default)]
@@ -13,22 +29,196 @@ pub struct Context<'a> {
     pub request: Option<&'a str>,
     /// The Kubernetes namespace.
     pub namespace: Option<&'a str>,
-    /// The user.
+    /// The user or Kubernetes identity.
     pub user: Option<&'a str>,
-    /// Where in the object the image is (`spec.containers[0]`).
+    /// The organisation whose policy decided (registry door).
+    pub org: Option<&'a str>,
+    /// The caller's address.
+    pub source: Option<&'a str>,
+    /// Where in the object the image is (`spec.containers[0]`), or what the
+    /// gateway served (`manifest`).
     pub path: Option<&'a str>,
     /// Whether the request will not be persisted (Kubernetes dry-run).
     pub dry_run: bool,
 }
 
-/// Records one decision.
-pub fn record(ctx: &Context<'_>, image: &str, d: &Decision) {
+/// Records decisions: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Auditor {
+    tx: Option<mpsc::Sender<AuditEvent>>,
+    metrics: Option<Arc<Metrics>>,
+    last_overflow_log: Arc<AtomicI64>,
+}
+
+/// The writer task behind an [`Auditor`]; [`AuditWriter::close`] drains it.
+pub struct AuditWriter {
+    close: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Auditor {
+    /// An auditor that only logs (tests, tools without a store).
+    pub fn disabled() -> Auditor {
+        Auditor {
+            tx: None,
+            metrics: None,
+            last_overflow_log: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// An auditor writing to `store` through a queue of `capacity` events.
+    /// Must be called within a tokio runtime.
+    pub fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+    ) -> (Auditor, AuditWriter) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (close, closed) = oneshot::channel();
+        let task = tokio::spawn(write_loop(rx, closed, store, metrics.clone()));
+        (
+            Auditor {
+                tx: Some(tx),
+                metrics: Some(metrics),
+                last_overflow_log: Arc::new(AtomicI64::new(0)),
+            },
+            AuditWriter { close, task },
+        )
+    }
+
+    /// Records one decision about `image` (as requested).
+    pub fn record(&self, ctx: &Context<'_>, image: &str, d: &Decision) {
+        log(ctx, image, d);
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let event = AuditEvent {
+            time_ms: now_ms(),
+            door: ctx.door.to_owned(),
+            org: ctx.org.map(str::to_owned),
+            user: ctx.user.map(str::to_owned),
+            source: ctx.source.map(str::to_owned),
+            image: d
+                .reference
+                .as_ref()
+                .map_or_else(|| image.to_owned(), |r| r.as_str().to_owned()),
+            input: image.to_owned(),
+            category: d.category.map(|c| c.code().to_owned()),
+            decision: d.verdict.as_str().to_owned(),
+            reason: d.reason.code().to_owned(),
+            mode: d.mode.as_str().to_owned(),
+            message: d.message.to_string(),
+            namespace: ctx.namespace.map(str::to_owned),
+            request: ctx.request.map(str::to_owned),
+            path: ctx.path.map(str::to_owned),
+        };
+        if tx.try_send(event).is_err() {
+            if let Some(m) = &self.metrics {
+                m.audit_events("dropped_overflow", 1);
+            }
+            let second = now_ms() / 1000;
+            if self.last_overflow_log.swap(second, Ordering::Relaxed) != second {
+                tracing::warn!(
+                    target: "imagegate::audit",
+                    capacity = QUEUE_CAPACITY,
+                    "audit queue full: events are being dropped (see imagegate_audit_events_total{{result=\"dropped_overflow\"}})"
+                );
+            }
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Stops taking events and returns once everything queued is written.
+    pub async fn close(self) {
+        let _ = self.close.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the audit writer failed");
+        }
+    }
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<AuditEvent>,
+    mut closed: oneshot::Receiver<()>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            event = rx.recv() => match event {
+                Some(e) => batch.push(e),
+                None => break,
+            },
+            _ = &mut closed => {
+                // Take nothing new; what is queued is still received below.
+                rx.close();
+                while let Some(e) = rx.recv().await {
+                    batch.push(e);
+                    if batch.len() >= BATCH {
+                        write(&store, &metrics, std::mem::take(&mut batch)).await;
+                    }
+                }
+                break;
+            }
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        write(&store, &metrics, std::mem::take(&mut batch)).await;
+    }
+    if !batch.is_empty() {
+        write(&store, &metrics, batch).await;
+    }
+}
+
+/// Writes one batch, retrying once; a batch that still fails is dropped,
+/// counted and logged.
+async fn write(store: &Arc<dyn Store>, metrics: &Metrics, batch: Vec<AuditEvent>) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    let batch = Arc::new(batch);
+    for attempt in 0..2 {
+        let (s, b) = (store.clone(), batch.clone());
+        match tokio::task::spawn_blocking(move || s.append_audit(&b)).await {
+            Ok(Ok(())) => {
+                metrics.audit_events("written", n);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target: "imagegate::audit", error = %e, events = n, attempt, "cannot write audit events");
+            }
+            Err(e) => {
+                tracing::error!(target: "imagegate::audit", error = %e, events = n, attempt, "the audit write task failed");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    metrics.audit_events("dropped_error", n);
+}
+
+fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The log event of one decision.
+fn log(ctx: &Context<'_>, image: &str, d: &Decision) {
     tracing::info!(
         target: "imagegate::audit",
         door = ctx.door,
         request = ctx.request,
+        org = ctx.org,
         namespace = ctx.namespace,
         user = ctx.user,
+        source = ctx.source,
         path = ctx.path,
         dry_run = ctx.dry_run,
         image,
@@ -48,6 +238,176 @@ pub fn record(ctx: &Context<'_>, image: &str, d: &Decision) {
             image,
             message = %d.message,
             "BREAK-GLASS: a refused image was allowed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditFilter, SqliteStore};
+    use imagegate_core::{Input, Policy, decide};
+
+    fn store() -> Arc<dyn Store> {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let dir = std::env::temp_dir().join(format!("imagegate-audit-{}", u64::from_le_bytes(b)));
+        Arc::new(SqliteStore::open(&dir).unwrap())
+    }
+
+    fn denial() -> Decision {
+        let p = Policy::load("apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: corp}\nspec:\n  imageAccess: {enabled: true}\n").unwrap();
+        decide(&p, &Input::image("someuser/custom-image"))
+    }
+
+    #[tokio::test]
+    async fn every_queued_event_is_written_by_close_with_its_fields() {
+        let store = store();
+        let metrics = Arc::new(Metrics::new());
+        let (auditor, writer) = Auditor::start(store.clone(), metrics.clone(), 10_000);
+        let d = denial();
+        for i in 0..1234 {
+            let user = format!("u{}", i % 3);
+            auditor.record(
+                &Context {
+                    door: "gateway",
+                    user: Some(&user),
+                    org: Some("corp"),
+                    source: Some("10.0.0.1"),
+                    path: Some("manifest"),
+                    ..Context::default()
+                },
+                "someuser/custom-image",
+                &d,
+            );
+        }
+        writer.close().await;
+        let all = store.audit_events(&AuditFilter::default()).unwrap();
+        assert_eq!(all.len(), 1234);
+        let e = &all[0];
+        assert_eq!(e.image, "docker.io/someuser/custom-image:latest");
+        assert_eq!(e.input, "someuser/custom-image");
+        assert_eq!(
+            (
+                e.door.as_str(),
+                e.decision.as_str(),
+                e.reason.as_str(),
+                e.mode.as_str()
+            ),
+            ("gateway", "deny", "category_not_allowed", "enforce")
+        );
+        assert_eq!(e.category.as_deref(), Some("community"));
+        assert_eq!(e.org.as_deref(), Some("corp"));
+        assert_eq!(
+            e.message,
+            "image access denied: community images not allowed"
+        );
+        let u1 = store
+            .audit_events(&AuditFilter {
+                user: Some("u1".into()),
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        assert_eq!(u1.len(), 411);
+        assert!(
+            metrics
+                .encode()
+                .contains("imagegate_audit_events_total{result=\"written\"} 1234")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_never_blocks() {
+        let store = store();
+        let metrics = Arc::new(Metrics::new());
+        // A writer that cannot keep up: hold the store busy by never yielding
+        // to it until all records are queued (current-thread runtime).
+        let (auditor, writer) = Auditor::start(store.clone(), metrics.clone(), 10);
+        let d = denial();
+        for _ in 0..100 {
+            auditor.record(
+                &Context {
+                    door: "gateway",
+                    ..Context::default()
+                },
+                "x",
+                &d,
+            );
+        }
+        writer.close().await;
+        let written = store.audit_events(&AuditFilter::default()).unwrap().len();
+        assert_eq!(written, 10, "the queue held 10");
+        let text = metrics.encode();
+        assert!(
+            text.contains("imagegate_audit_events_total{result=\"dropped_overflow\"} 90"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn filters_select_by_time_decision_and_door_and_limit_keeps_the_newest() {
+        let store = store();
+        let event = |t: i64, door: &str, decision: &str| AuditEvent {
+            time_ms: t,
+            door: door.into(),
+            image: "docker.io/library/nginx:latest".into(),
+            input: "nginx".into(),
+            decision: decision.into(),
+            reason: "allowed".into(),
+            mode: "enforce".into(),
+            message: "m".into(),
+            ..AuditEvent::default()
+        };
+        store
+            .append_audit(&[
+                event(1000, "gateway", "allow"),
+                event(2000, "admission", "deny"),
+                event(3000, "gateway", "deny"),
+            ])
+            .unwrap();
+        let times = |f: AuditFilter| -> Vec<i64> {
+            store
+                .audit_events(&f)
+                .unwrap()
+                .iter()
+                .map(|e| e.time_ms)
+                .collect()
+        };
+        assert_eq!(times(AuditFilter::default()), [1000, 2000, 3000]);
+        assert_eq!(
+            times(AuditFilter {
+                since_ms: Some(2000),
+                ..Default::default()
+            }),
+            [2000, 3000]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                until_ms: Some(2000),
+                ..Default::default()
+            }),
+            [1000]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                decision: Some("deny".into()),
+                ..Default::default()
+            }),
+            [2000, 3000]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                door: Some("gateway".into()),
+                ..Default::default()
+            }),
+            [1000, 3000]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                limit: Some(2),
+                ..Default::default()
+            }),
+            [2000, 3000]
         );
     }
 }

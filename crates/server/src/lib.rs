@@ -70,6 +70,7 @@ fn gateway_state(
     config: &Config,
     identity: identity::Identity,
     metrics: Arc<Metrics>,
+    audit: audit::Auditor,
 ) -> Result<gateway::Gateway, ServeError> {
     let signer = token::Signer::load_or_create(&config.data_dir)?;
     let service = config
@@ -98,6 +99,7 @@ fn gateway_state(
         public_url: config.public_url.clone(),
         tls: config.tls.is_some(),
         metrics,
+        audit,
     })
 }
 
@@ -208,13 +210,19 @@ pub async fn serve(
             config.reload_interval,
         ));
     }
+    let (auditor, audit_writer) = audit::Auditor::start(
+        identity.store().clone(),
+        metrics.clone(),
+        audit::QUEUE_CAPACITY,
+    );
     let state = AppState {
         policy: rx,
         metrics,
         max_body_bytes: config.max_body_bytes,
+        audit: auditor.clone(),
     };
     let ready = Arc::new(AtomicBool::new(true));
-    let gateway = gateway_state(&config, identity, metrics_of(&state))?;
+    let gateway = gateway_state(&config, identity, metrics_of(&state), auditor)?;
     let tokens = gateway.callers.token_service().clone();
     let app = router(state, ready.clone())
         .merge(token::http::routes(tokens))
@@ -246,7 +254,7 @@ pub async fn serve(
     }
     let addr = config.listen;
     let io = |source| ServeError::Io { addr, source };
-    match &config.tls {
+    let served = match &config.tls {
         Some(files) => {
             let rustls = tls::load(files).await?;
             tokio::spawn(tls::watch(
@@ -265,5 +273,9 @@ pub async fn serve(
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(io),
-    }
+    };
+    // In-flight requests are done: write every audit event they queued.
+    audit_writer.close().await;
+    tracing::info!("audit log flushed; stopped");
+    served
 }

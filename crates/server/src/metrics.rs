@@ -54,6 +54,13 @@ pub struct TokenCheckLabels {
     pub result: &'static str,
 }
 
+/// Labels of audit events by what became of them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// `written`, `dropped_overflow` or `dropped_error`.
+    pub result: &'static str,
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +70,7 @@ pub struct Metrics {
     break_glass: Family<DoorLabels, Counter>,
     upstream_requests: Family<UpstreamLabels, Counter>,
     token_checks: Family<TokenCheckLabels, Counter>,
+    audit_events: Family<AuditLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -116,7 +124,14 @@ impl Metrics {
             "Bearer tokens presented to the registry gateway, by whether the signature check was cached",
             token_checks.clone(),
         );
+        let audit_events = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events by what became of them (written to the store, or dropped)",
+            audit_events.clone(),
+        );
         Metrics {
+            audit_events,
             upstream_requests,
             token_checks,
             registry,
@@ -167,6 +182,13 @@ impl Metrics {
                 result: if cached { "cached" } else { "verified" },
             })
             .inc();
+    }
+
+    /// Counts `n` audit events with `result`.
+    pub fn audit_events(&self, result: &'static str, n: u64) {
+        self.audit_events
+            .get_or_create(&AuditLabels { result })
+            .inc_by(n);
     }
 
     /// Counts a policy reload.

@@ -20,6 +20,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The audit record.
+    pub audit: crate::audit::Auditor,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             policy: rx,
             metrics: Arc::new(Metrics::new()),
             max_body_bytes,
+            audit: crate::audit::Auditor::disabled(),
         }
     }
 

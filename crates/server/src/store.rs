@@ -119,6 +119,60 @@ pub enum StoreError {
     },
 }
 
+/// One audit event: a decision at a door.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When, in Unix milliseconds.
+    pub time_ms: i64,
+    /// The door (`gateway`, `admission`, `imagepolicy`).
+    pub door: String,
+    /// The organisation whose policy decided (registry door).
+    pub org: Option<String>,
+    /// The user, or the Kubernetes identity.
+    pub user: Option<String>,
+    /// The source address.
+    pub source: Option<String>,
+    /// The normalised reference, or the input when it does not parse.
+    pub image: String,
+    /// The image as requested.
+    pub input: String,
+    /// The Docker Hub category.
+    pub category: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The reason code.
+    pub reason: String,
+    /// The policy's mode.
+    pub mode: String,
+    /// The decision's message.
+    pub message: String,
+    /// The Kubernetes namespace.
+    pub namespace: Option<String>,
+    /// The request's id (an AdmissionReview uid).
+    pub request: Option<String>,
+    /// Where: a container's path in an object, or what the gateway served
+    /// (`manifest`, `blob`, `tags`).
+    pub path: Option<String>,
+}
+
+/// Which audit events to read. Image globs are matched by the caller, on
+/// the parsed reference.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// At or after, Unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Before, Unix milliseconds.
+    pub until_ms: Option<i64>,
+    /// This user only.
+    pub user: Option<String>,
+    /// This door only.
+    pub door: Option<String>,
+    /// `allow` or `deny` only.
+    pub decision: Option<String>,
+    /// At most this many (the newest), returned oldest first.
+    pub limit: Option<usize>,
+}
+
 /// Everything the doors and `imagegate admin` need from storage.
 pub trait Store: Send + Sync {
     /// Creates an organisation.
@@ -147,6 +201,10 @@ pub trait Store: Send + Sync {
     fn touch_token(&self, id: &str, at: i64) -> Result<(), StoreError>;
     /// Revokes a user's token; false when the user has no such token.
     fn revoke_token(&self, user: &str, id: &str, at: i64) -> Result<bool, StoreError>;
+    /// Appends audit events, all or none.
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Audit events matching `filter`, oldest first.
+    fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// The migrations, in order; the store records which have run.
@@ -178,6 +236,27 @@ const MIGRATIONS: &[&str] = &[
         revoked INTEGER
     );
     CREATE INDEX tokens_user ON tokens(user);",
+    // 2: the audit log
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        door TEXT NOT NULL,
+        org TEXT,
+        user TEXT,
+        source TEXT,
+        image TEXT NOT NULL,
+        input TEXT NOT NULL,
+        category TEXT,
+        decision TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        message TEXT NOT NULL,
+        namespace TEXT,
+        request TEXT,
+        path TEXT
+    );
+    CREATE INDEX audit_time ON audit(time_ms);
+    CREATE INDEX audit_user ON audit(user, time_ms);",
 ];
 
 /// The embedded SQLite store.
@@ -532,6 +611,86 @@ impl Store for SqliteStore {
             )
         })?;
         Ok(n > 0)
+    }
+
+    fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let db = |source| StoreError::Database {
+            path: self.path.clone(),
+            source,
+        };
+        let tx = conn.transaction().map_err(db)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit (time_ms, door, org, user, source, image, input, category, decision, reason, mode, message, namespace, request, path)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(db)?;
+            for e in events {
+                insert
+                    .execute(params![
+                        e.time_ms,
+                        e.door,
+                        e.org,
+                        e.user,
+                        e.source,
+                        e.image,
+                        e.input,
+                        e.category,
+                        e.decision,
+                        e.reason,
+                        e.mode,
+                        e.message,
+                        e.namespace,
+                        e.request,
+                        e.path
+                    ])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = f
+            .limit
+            .and_then(|n| i64::try_from(n).ok())
+            .unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT time_ms, door, org, user, source, image, input, category, decision, reason, mode, message, namespace, request, path
+                 FROM audit
+                 WHERE (?1 IS NULL OR time_ms >= ?1) AND (?2 IS NULL OR time_ms < ?2)
+                   AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR door = ?4) AND (?5 IS NULL OR decision = ?5)
+                 ORDER BY time_ms DESC, id DESC LIMIT ?6",
+            )?;
+            let rows = q.query_map(
+                params![f.since_ms, f.until_ms, f.user, f.door, f.decision, limit],
+                |r| {
+                    Ok(AuditEvent {
+                        time_ms: r.get(0)?,
+                        door: r.get(1)?,
+                        org: r.get(2)?,
+                        user: r.get(3)?,
+                        source: r.get(4)?,
+                        image: r.get(5)?,
+                        input: r.get(6)?,
+                        category: r.get(7)?,
+                        decision: r.get(8)?,
+                        reason: r.get(9)?,
+                        mode: r.get(10)?,
+                        message: r.get(11)?,
+                        namespace: r.get(12)?,
+                        request: r.get(13)?,
+                        path: r.get(14)?,
+                    })
+                },
+            )?;
+            let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            events.reverse();
+            Ok(events)
+        })
     }
 }
 

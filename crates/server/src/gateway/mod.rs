@@ -61,6 +61,8 @@ pub struct Gateway {
     pub tls: bool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The audit record.
+    pub audit: audit::Auditor,
 }
 
 /// `/v2/...`, every method (writes are answered, not routed elsewhere).
@@ -273,6 +275,7 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
     };
     gw.metrics.decision(DOOR, &decision);
     record(
+        gw,
         &caller,
         org.as_deref(),
         source,
@@ -320,6 +323,7 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
 }
 
 fn record(
+    gw: &Gateway,
     caller: &Caller,
     org: Option<&str>,
     source: Option<std::net::IpAddr>,
@@ -328,13 +332,13 @@ fn record(
     d: &Decision,
 ) {
     let source = source.map(|s| s.to_string());
-    audit::record(
+    gw.audit.record(
         &audit::Context {
             door: DOOR,
             user: caller.user.as_deref(),
             path: Some(kind),
-            request: org,
-            namespace: source.as_deref(),
+            org,
+            source: source.as_deref(),
             ..audit::Context::default()
         },
         image,

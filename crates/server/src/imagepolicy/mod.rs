@@ -95,7 +95,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
         );
         state.metrics.decision(DOOR, &d);
         let path = format!("spec.containers[{i}]");
-        audit::record(
+        state.audit.record(
             &audit::Context {
                 door: DOOR,
                 namespace,
@@ -134,7 +134,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
         for d in imagegate_core::rego_refusals(&policy, &input) {
             let d = imagegate_core::decide::with_break_glass(&policy, break_glass, d);
             state.metrics.decision(DOOR, &d);
-            audit::record(
+            state.audit.record(
                 &audit::Context {
                     door: DOOR,
                     namespace,

@@ -43,6 +43,8 @@ struct Setup {
     tokens: Arc<TokenService>,
     upstream_connections: Arc<AtomicUsize>,
     identity: Identity,
+    store: Arc<dyn Store>,
+    audit: Option<imagegate_server::audit::AuditWriter>,
     alice: String,
     olga: String,
 }
@@ -111,7 +113,10 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
     );
     let (url, upstream_connections) = upstream;
     let metrics = Arc::new(Metrics::new());
+    let (auditor, audit) =
+        imagegate_server::audit::Auditor::start(store.clone(), metrics.clone(), 1000);
     let gw = Gateway {
+        audit: auditor,
         callers: Arc::new(Callers::new(
             tokens.clone(),
             identity.clone(),
@@ -143,6 +148,8 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
         tokens,
         upstream_connections,
         identity,
+        store,
+        audit: Some(audit),
         alice,
         olga,
     }
