@@ -730,3 +730,92 @@ fn every_admission_decision_is_in_the_audit_log_and_imagegate_audit_filters_it()
         crate::stderr(&bad)
     );
 }
+
+#[test]
+fn policy_org_gives_the_admission_doors_the_stores_policy_and_its_changes_within_seconds() {
+    let dir = temp_dir("policy-org");
+    certs(&dir);
+    let ca = dir.join("ca.crt");
+    let data = dir.join("data");
+    let d = data.to_str().unwrap();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--data-dir", d];
+        all.extend_from_slice(args);
+        let out = crate::imagegate(&all, b"");
+        assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    };
+    admin(&["org", "create", "corp", "--namespace", "corp"]);
+    let policy = format!("{FIXTURES}/policy.yaml");
+    admin(&["org", "policy", "set", "corp", "--file", &policy]);
+    let server = Server::start(&[
+        "--tls-cert",
+        dir.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        dir.join("tls.key").to_str().unwrap(),
+        "--policy-org",
+        "corp",
+        "--data-dir",
+        d,
+    ]);
+    // First start on this data directory: the signing key was generated, owner-only.
+    let key = std::fs::metadata(data.join("signing-key.pem")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+
+    let review =
+        serde_json::to_vec(&fixture("admission/deployment-create-v1.json")["request"]).unwrap();
+    let (_, got) = server.post(&ca, "/admission/validate", &review);
+    assert_eq!(got["response"]["allowed"], false, "{got}");
+
+    let open = temp_dir("policy-org-open").join("open.yaml");
+    std::fs::write(
+        &open,
+        std::fs::read_to_string(&policy).unwrap().replace(
+            "allow: [official, organization]",
+            "allow: [official, organization, community]",
+        ),
+    )
+    .unwrap();
+    admin(&[
+        "org",
+        "policy",
+        "set",
+        "corp",
+        "--file",
+        open.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, got) = server.post(&ca, "/admission/validate", &review);
+        if got["response"]["allowed"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store's new policy did not apply: {got}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn policy_and_policy_org_together_are_refused() {
+    let out = crate::imagegate(
+        &[
+            "serve",
+            "--policy",
+            "p.yaml",
+            "--policy-org",
+            "corp",
+            "--data-dir",
+            data_dir().to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        crate::stderr(&out).contains("--policy-org"),
+        "{}",
+        crate::stderr(&out)
+    );
+}
