@@ -147,6 +147,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.limit == Some(0) {
         bail!("--limit 0: give at least 1");
     }
+    if args.store.database_url.is_none() {
+        let db = args
+            .store
+            .data_dir()
+            .join(imagegate_server::store::DATABASE_FILE);
+        if !db.exists() {
+            // Reading must not create an empty store at a mistyped path.
+            bail!(
+                "no store at {}: give the --data-dir (or --database-url) that imagegate serve uses",
+                db.display()
+            );
+        }
+    }
     let store = args.store.open()?;
     let filter = AuditFilter {
         since_ms,

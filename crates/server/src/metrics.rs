@@ -125,6 +125,10 @@ impl Metrics {
             token_checks.clone(),
         );
         let audit_events = Family::<AuditLabels, Counter>::default();
+        // Present at zero from the start, so an alert on drops has a series.
+        for result in ["written", "dropped_overflow", "dropped_error"] {
+            audit_events.get_or_create(&AuditLabels { result });
+        }
         registry.register(
             "audit_events",
             "Audit events by what became of them (written to the store, or dropped)",
