@@ -127,7 +127,7 @@ impl Metrics {
         let audit_events = Family::<AuditLabels, Counter>::default();
         // Present at zero from the start, so an alert on drops has a series.
         for result in ["written", "dropped_overflow", "dropped_error"] {
-            audit_events.get_or_create(&AuditLabels { result });
+            let _ = audit_events.get_or_create(&AuditLabels { result });
         }
         registry.register(
             "audit_events",
