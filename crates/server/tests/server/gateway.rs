@@ -259,6 +259,28 @@ async fn refused_pulls_say_why_and_never_reach_the_upstream() {
         0,
         "a refused pull makes no upstream request"
     );
+
+    // One audit event per attempt (GET and HEAD), with who, what and why.
+    let mut s = s;
+    s.audit.take().unwrap().close().await;
+    let events = s
+        .store
+        .audit_events(&imagegate_server::store::AuditFilter::default())
+        .unwrap();
+    assert_eq!(events.len(), 2 * cases.len());
+    let first = &events[0];
+    assert_eq!(first.door, "gateway");
+    assert_eq!(first.user.as_deref(), Some("alice"));
+    assert_eq!(first.org.as_deref(), Some("corp"));
+    assert_eq!(first.image, "docker.io/someuser/custom-image:latest");
+    assert_eq!(first.input, "someuser/custom-image:latest");
+    assert_eq!(first.category.as_deref(), Some("community"));
+    assert_eq!(
+        (first.decision.as_str(), first.reason.as_str()),
+        ("deny", "category_not_allowed")
+    );
+    assert_eq!(first.path.as_deref(), Some("manifest"));
+    assert!(events.iter().all(|e| e.decision == "deny"));
 }
 
 #[tokio::test]
