@@ -28,7 +28,7 @@ pub struct StoreArgs {
         global = true
     )]
     pub database_url: Option<String>,
-    /// The gateway's public URL (https://gateway.corp.example); the token realm is <URL>/token.
+    /// The gateway's public URL (`https://gateway.corp.example`); the token realm is `URL/token`.
     #[arg(long, value_name = "URL", env = "IMAGEGATE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// An upstream registry of the gateway, HOST=URL (repeatable; docker.io is Docker Hub unless given).
