@@ -373,11 +373,20 @@ impl Clients {
         )
     }
 
-    /// `DOCKER_BUILDKIT=0 docker build -t TAG` of a context holding only this Dockerfile.
+    /// `DOCKER_BUILDKIT=0 docker build -t TAG` of a context holding only
+    /// this Dockerfile. A FROM image already in the service's storage is not
+    /// pulled again; `Client::DockerBuild` pulls it every time.
     pub fn docker_build(&self, dockerfile: &str, tag: &str) -> Run {
+        self.docker_build_with(dockerfile, tag, &[])
+    }
+
+    fn docker_build_with(&self, dockerfile: &str, tag: &str, options: &[&str]) -> Run {
         let context = Scratch::new("build-context");
         std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
-        self.docker(&["build", "-t", tag, context.path().to_str().unwrap()])
+        let mut args = vec!["build", "-t", tag];
+        args.extend_from_slice(options);
+        args.push(context.path().to_str().unwrap());
+        self.docker(&args)
     }
 
     /// `docker-compose -f FILE -p PROJECT ARGS` with this compose file.
@@ -396,6 +405,34 @@ impl Clients {
         let mut full = vec!["-f", file.to_str().unwrap(), "-p", &project];
         full.extend_from_slice(args);
         self.run("docker-compose", &full, None)
+    }
+
+    /// Pulls `reference` (`HOST:PORT/NAME:TAG` or `…@sha256:…`) the way
+    /// `client` does, with this machine's credentials and trust.
+    pub fn pull(&self, client: Client, reference: &str) -> Run {
+        match client {
+            Client::Skopeo => {
+                let out = Scratch::new("skopeo-pull");
+                self.skopeo(&[
+                    "copy",
+                    "--quiet",
+                    &format!("docker://{reference}"),
+                    &format!("oci:{}:pulled", out.path().display()),
+                ])
+            }
+            Client::Podman => self.podman(&["pull", "--quiet", reference]),
+            Client::Buildah => self.buildah(&["pull", "--quiet", reference]),
+            Client::Docker => self.docker(&["pull", reference]),
+            Client::DockerBuild => self.docker_build_with(
+                &format!("FROM {reference}\nLABEL dev.imagegate.e2e=built\n"),
+                "e2e-built:latest",
+                &["--pull"],
+            ),
+            Client::Compose => self.compose(
+                &format!("services:\n  app:\n    image: {reference}\n"),
+                &["pull"],
+            ),
+        }
     }
 
     /// The running podman service, started on first use.
@@ -439,6 +476,42 @@ impl Clients {
             socket,
             log: log_path,
         }
+    }
+}
+
+/// The ways an image is pulled in the end-to-end tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// `skopeo copy docker://… oci:…`
+    Skopeo,
+    /// `podman pull`
+    Podman,
+    /// `buildah pull`
+    Buildah,
+    /// `docker pull` through the podman service
+    Docker,
+    /// `DOCKER_BUILDKIT=0 docker build --pull` of `FROM <image>` + a `LABEL`
+    DockerBuild,
+    /// `docker-compose pull` of a one-service compose file
+    Compose,
+}
+
+impl Client {
+    pub const ALL: [Client; 6] = [
+        Client::Skopeo,
+        Client::Podman,
+        Client::Buildah,
+        Client::Docker,
+        Client::DockerBuild,
+        Client::Compose,
+    ];
+
+    /// Whether a refused pull fails with the registry's message on stderr.
+    /// docker-compose 1.29 does not: it skips the error events podman's
+    /// Docker API streams (they carry `progressDetail`) and exits 0 having
+    /// pulled nothing.
+    pub fn reports_refusals(self) -> bool {
+        self != Client::Compose
     }
 }
 

@@ -375,3 +375,69 @@ fn an_image_of_many_small_layers_round_trips() {
     assert_eq!(s.image.layer_digests.len(), 200);
     report("200 layers", started, &[("skopeo copy", &copy)]);
 }
+
+#[test]
+fn every_client_pulls_the_same_image_by_tag_and_by_digest() {
+    let started = Instant::now();
+    let s = setup("e2e/every", &small_layers()[..1]);
+    let c = &s.clients;
+    c.login("podman", &s.registry.host_port(), USER, PASSWORD)
+        .success();
+    c.login("docker", &s.registry.host_port(), USER, PASSWORD)
+        .success();
+    let by_digest = format!("{}/e2e/every@{}", s.registry.host_port(), s.image.digest);
+    let mut steps = Vec::new();
+    for client in Client::ALL {
+        for reference in [&s.reference, &by_digest] {
+            let run = c.pull(client, reference).success();
+            assert!(
+                client.reports_refusals() || run.stderr.contains("done"),
+                "{run}"
+            );
+            steps.push((format!("{client:?}"), run));
+        }
+    }
+    // Every client asked the registry for the manifest by tag, none used a
+    // copy it had already.
+    let log = s.registry.log();
+    let by_tag = log.matches("GET /v2/e2e/every/manifests/1 ").count();
+    assert!(
+        by_tag >= Client::ALL.len(),
+        "{by_tag} manifest GETs by tag:\n{log}"
+    );
+    let steps: Vec<(&str, &Run)> = steps.iter().map(|(w, r)| (w.as_str(), r)).collect();
+    report("every client", started, &steps);
+}
+
+#[test]
+fn every_client_but_compose_fails_with_the_registrys_words() {
+    let started = Instant::now();
+    let s = setup("e2e/words", &small_layers()[..1]);
+    let c = &s.clients;
+    c.login("podman", &s.registry.host_port(), USER, PASSWORD)
+        .success();
+    c.login("docker", &s.registry.host_port(), USER, PASSWORD)
+        .success();
+    // The registry's 404 MANIFEST_UNKNOWN stands in for the gateway's 403 DENIED.
+    let missing = format!("{}/e2e/words:no-such-tag", s.registry.host_port());
+    let mut steps = Vec::new();
+    for client in Client::ALL {
+        let run = c.pull(client, &missing);
+        if client.reports_refusals() {
+            let run = run.failure();
+            assert!(
+                run.stderr.contains("reading manifest no-such-tag in ")
+                    && run.stderr.contains(": manifest unknown"),
+                "{run}"
+            );
+            steps.push((format!("{client:?}"), run));
+        } else {
+            let run = run.success();
+            assert!(!run.stderr.contains("manifest unknown"), "{run}");
+            c.docker(&["image", "inspect", &missing]).failure();
+            steps.push((format!("{client:?}"), run));
+        }
+    }
+    let steps: Vec<(&str, &Run)> = steps.iter().map(|(w, r)| (w.as_str(), r)).collect();
+    report("refusals", started, &steps);
+}
