@@ -3,6 +3,24 @@
 //! skopeo, podman, buildah, the docker CLI (against `podman system service`)
 //! and docker-compose, each with state of its own in a scratch directory.
 //! Never touches the machine's container storage, credentials or trust.
+//!
+//! What each client needs, found out on Debian 12 (skopeo 1.9, podman and
+//! its Docker API 4.3, buildah 1.28, docker-compose 1.29):
+//!
+//! | | trust a CA | credentials | state |
+//! | --- | --- | --- | --- |
+//! | skopeo | `$HOME/.config/containers/certs.d/HOST:PORT/ca.crt`, or `--cert-dir` | `REGISTRY_AUTH_FILE` (`skopeo login`), or `--creds` | `--registries-conf` (it ignores `CONTAINERS_REGISTRIES_CONF`) |
+//! | podman, buildah | the same certs.d, or `--cert-dir` | the same file | `--root`, `--runroot`, vfs; `CONTAINERS_REGISTRIES_CONF` |
+//! | docker CLI, docker-compose | the podman service's certs.d (its HOME) | `DOCKER_CONFIG/config.json`, sent to the service per request | the service's storage |
+//!
+//! `insecure = true` in registries.conf lets them all reach a plain-HTTP
+//! registry. Two traps: podman's Docker API does not verify TLS for a
+//! `docker login localhost:PORT` (compat/auth.go, "support for local
+//! testing"), so login tests use `127.0.0.1:PORT`; and docker-compose 1.29
+//! exits 0 when a pull through podman is refused ([`Client::reports_refusals`]).
+//! Every other client prints the registry's error as containers/image words it,
+//! `reading manifest TAG in HOST/NAME: denied: <message>` (a 401:
+//! `unauthorized: <message>`); the docker CLI shows podman's words, not dockerd's.
 
 pub mod image;
 pub mod registry;
