@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod clients;
 mod policy;
 mod serve;
 
