@@ -67,6 +67,11 @@ fn counting_upstream() -> (String, Arc<AtomicUsize>) {
 /// A faulty upstream (a test double: a real registry does not misbehave on
 /// cue): answers every request with `head` and `body`, then closes.
 fn faulty_upstream(head: &'static str, body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    canned_upstream(head.to_owned(), body.to_vec())
+}
+
+/// [`faulty_upstream`] with an answer made at run time.
+fn canned_upstream(head: String, body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -79,7 +84,7 @@ fn faulty_upstream(head: &'static str, body: &'static [u8]) -> (String, Arc<Atom
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
             let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
+            let _ = stream.write_all(&body);
         }
     });
     (url, count)
@@ -620,5 +625,37 @@ async fn an_upstream_that_refuses_the_gateway_is_a_denial_not_a_challenge() {
             "DENIED",
             "upstream docker.io refused access to library/nginx (HTTP 401)"
         )
+    );
+}
+
+#[tokio::test]
+async fn blob_redirects_are_followed_by_the_gateway_not_the_client() {
+    // Registries with object storage answer blob GETs with a redirect.
+    let (storage, storage_hits) = canned_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 11\r\nConnection: close\r\n\r\n".to_owned(),
+        b"layer bytes".to_vec(),
+    );
+    let s = setup_upstream(
+        false,
+        canned_upstream(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {storage}/bucket/blob?sig=x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+            Vec::new(),
+        ),
+    );
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let request = Request::get(format!("/v2/library/nginx/blobs/{DIGEST}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = s.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.headers().contains_key("location"));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"layer bytes");
+    assert_eq!(
+        (s.upstream_calls(), storage_hits.load(Ordering::SeqCst)),
+        (1, 1)
     );
 }
