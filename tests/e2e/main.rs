@@ -4,6 +4,7 @@
 mod admin;
 mod check;
 mod clients;
+mod gateway_clients;
 mod policy;
 mod serve;
 
