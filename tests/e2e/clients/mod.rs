@@ -21,7 +21,15 @@
 //! Every other client prints the registry's error as containers/image words it,
 //! `reading manifest TAG in HOST/NAME: denied: <message>` (a 401:
 //! `unauthorized: <message>`); the docker CLI shows podman's words, not dockerd's.
+//! A token endpoint's refusal shows as `unable to retrieve auth token: invalid
+//! username/password: unauthorized: <message>` on a pull, but no `login`
+//! shows it: containers/common says `invalid username/password` (the reason
+//! is at `--log-level=debug`), podman's Docker API `401 Unauthorized`.
+//!
+//! [`Gateway`] runs `imagegate serve` in front of such registries, its store
+//! prepared with `imagegate admin` ([`DataDir`]).
 
+pub mod gateway;
 pub mod image;
 pub mod registry;
 mod selftest;
@@ -33,6 +41,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use gateway::{DataDir, Gateway};
 pub use image::{Image, Layer, push_image};
 pub use registry::{Registry, TestCa};
 
@@ -451,6 +460,27 @@ impl Clients {
                 &["pull"],
             ),
         }
+    }
+
+    /// `POST /images/create` on the podman service, as docker-compose pulls
+    /// (`X-Registry-Auth` with `user` and `secret`): the raw JSON stream.
+    pub fn docker_api_pull(&self, reference: &str, user: &str, secret: &str) -> String {
+        use base64::Engine as _;
+        require("curl");
+        let (image, tag) = reference.rsplit_once(':').unwrap();
+        let server = image.split('/').next().unwrap();
+        let auth = base64::engine::general_purpose::URL_SAFE.encode(
+            serde_json::json!({"username": user, "password": secret, "serveraddress": server})
+                .to_string(),
+        );
+        let socket = self.service().socket.display().to_string();
+        let mut cmd = clean_command("curl");
+        cmd.args(["--silent", "--show-error", "--unix-socket", &socket])
+            .args(["-X", "POST", "-H", &format!("X-Registry-Auth: {auth}")])
+            .arg(format!(
+                "http://podman/v1.41/images/create?fromImage={image}&tag={tag}"
+            ));
+        run(cmd, None, DEFAULT_TIMEOUT).success().stdout
     }
 
     /// The running podman service, started on first use.
