@@ -18,4 +18,5 @@
     )
 )]
 
+pub mod dockerfile;
 pub mod manifest;
