@@ -109,8 +109,17 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
 /// SHA-256 of a token, hex. Tokens carry 256 random bits, so a fast hash is
 /// enough: there is nothing to brute-force.
 pub fn token_hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 impl Identity {
@@ -214,10 +223,7 @@ impl Identity {
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<TOKEN_BYTES>()?)
         );
-        let id: String = random_bytes::<6>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = hex(&random_bytes::<6>()?);
         let created = now();
         let token = Token {
             id,

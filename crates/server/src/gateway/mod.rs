@@ -548,19 +548,16 @@ async fn read_manifest(mut answer: reqwest::Response) -> Result<Vec<u8>, String>
 }
 
 fn digest_matches(d: &imagegate_core::reference::Digest, body: &[u8]) -> bool {
+    use crate::identity::hex;
     use imagegate_core::reference::Algorithm;
-    let hex = match d.algorithm() {
+    let actual = match d.algorithm() {
         Algorithm::Sha256 => hex(&sha2::Sha256::digest(body)),
         Algorithm::Sha384 => hex(&sha2::Sha384::digest(body)),
         Algorithm::Sha512 => hex(&sha2::Sha512::digest(body)),
     };
     d.as_str()
         .split_once(':')
-        .is_some_and(|(_, expected)| expected == hex)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .is_some_and(|(_, expected)| expected == actual)
 }
 
 fn internal(cause: &str) -> Response {

@@ -659,3 +659,41 @@ async fn blob_redirects_are_followed_by_the_gateway_not_the_client() {
         (1, 1)
     );
 }
+
+#[tokio::test]
+async fn a_manifest_that_does_not_match_the_digest_asked_for_is_refused() {
+    let body =
+        b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"}";
+    let s = setup_upstream(
+        false,
+        canned_upstream(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ),
+            body.to_vec(),
+        ),
+    );
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let (status, _, answer) = s
+        .send(
+            Method::GET,
+            &format!("/v2/library/nginx/manifests/{DIGEST}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        error_of(&answer),
+        (
+            "MANIFEST_INVALID",
+            &*format!("upstream docker.io sent a manifest that does not match {DIGEST}")
+        )
+    );
+    // By tag there is no digest to check: the same manifest is relayed.
+    let (status, _, answer) = s
+        .send(Method::GET, "/v2/library/nginx/manifests/1", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["schemaVersion"], 2);
+}
