@@ -59,10 +59,6 @@ pub fn router(state: AppState, ready: Arc<AtomicBool>) -> Router {
         .with_state(state)
 }
 
-fn metrics_of(state: &AppState) -> Arc<Metrics> {
-    state.metrics.clone()
-}
-
 /// The registry gateway and its token service: the signing key from the data
 /// directory (generated on first start), the upstreams, the callers' policies
 /// from the store.
@@ -222,7 +218,7 @@ pub async fn serve(
         audit: auditor.clone(),
     };
     let ready = Arc::new(AtomicBool::new(true));
-    let gateway = gateway_state(&config, identity, metrics_of(&state), auditor)?;
+    let gateway = gateway_state(&config, identity, state.metrics.clone(), auditor)?;
     let tokens = gateway.callers.token_service().clone();
     let app = router(state, ready.clone())
         .merge(token::http::routes(tokens))

@@ -119,6 +119,14 @@ pub(crate) fn fingerprint(path: &Path) -> Option<u64> {
     fingerprint_all(std::slice::from_ref(&path.to_owned()))
 }
 
+/// A text's fingerprint: a policy stored in the store, compared to the last one seen.
+pub(crate) fn fingerprint_text(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
 /// One fingerprint over several files (a policy and its Rego modules).
 pub(crate) fn fingerprint_all(paths: &[PathBuf]) -> Option<u64> {
     use std::hash::{Hash, Hasher};
@@ -194,12 +202,6 @@ pub async fn watch_org_policy(
     tx: watch::Sender<Arc<Policy>>,
     metrics: Arc<Metrics>,
 ) {
-    use std::hash::{Hash, Hasher};
-    let fingerprint = |text: &str| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
-    };
     let mut last = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,7 +223,7 @@ pub async fn watch_org_policy(
                 continue;
             }
         };
-        let now = fingerprint(&text);
+        let now = fingerprint_text(&text);
         if last == Some(now) {
             continue;
         }

@@ -103,6 +103,8 @@ pub struct Upstream {
     tokens: Mutex<HashMap<String, (HeaderValue, Instant)>>,
     /// Set once the upstream has asked for Basic credentials.
     basic: std::sync::atomic::AtomicBool,
+    /// `Basic base64(user:password)`, built once.
+    basic_header: Option<HeaderValue>,
 }
 
 /// All upstreams, by registry host, sharing one HTTP client.
@@ -231,6 +233,14 @@ impl Upstreams {
                     message: "configured twice".to_owned(),
                 });
             }
+            let basic_header = config.credentials.as_ref().and_then(|(user, password)| {
+                use base64::Engine;
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            });
             by_host.insert(
                 key,
                 Upstream {
@@ -238,6 +248,7 @@ impl Upstreams {
                     base,
                     tokens: Mutex::new(HashMap::new()),
                     basic: std::sync::atomic::AtomicBool::new(false),
+                    basic_header,
                 },
             );
         }
@@ -428,13 +439,8 @@ impl Upstream {
                 return Some(value.clone());
             }
         }
-        if self.basic.load(std::sync::atomic::Ordering::Relaxed)
-            && let Some((user, password)) = &self.config.credentials
-        {
-            use base64::Engine;
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            return HeaderValue::from_str(&format!("Basic {encoded}")).ok();
+        if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.basic_header.clone();
         }
         None
     }
