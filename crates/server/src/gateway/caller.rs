@@ -9,7 +9,6 @@
 //! image access only in the organisation they own).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,7 +155,10 @@ impl Callers {
         let memberships = match &user {
             None if !self.allow_anonymous => Err(Refusal::SignInRequired),
             None => self.default_membership(),
-            Some(user) => match self.identity.memberships(user) {
+            Some(user) => match self.identity.memberships(user).map(|mut list| {
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+                list
+            }) {
                 Err(e) => {
                     tracing::error!(user = %user, error = %e, "cannot read memberships");
                     Err(Refusal::StoreUnavailable)
@@ -198,9 +200,7 @@ impl Callers {
             tracing::error!(org = %org, error = %e, "cannot read the organisation's policy");
             Refusal::StoreUnavailable
         })?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        org.policy.hash(&mut h);
-        let fingerprint = h.finish();
+        let fingerprint = crate::state::fingerprint_text(&org.policy);
         if let Some((f, p)) = self
             .compiled
             .lock()
@@ -227,27 +227,28 @@ impl Callers {
 }
 
 /// What the policies of a caller's organisations say about `image`: the first
-/// refusal (organisations in name order), else the first would-be refusal of
-/// a `warn`/`audit` policy, else the allow. Returns the deciding organisation.
-pub fn decide_for(caller: &Caller, image: &str) -> (Decision, Option<String>) {
+/// refusal (organisations in name order, as [`Callers`] keeps them), else the
+/// first would-be refusal of a `warn`/`audit` policy, else the allow. Returns
+/// the deciding organisation. `None` when the caller's organisations could not
+/// be read: that is no decision, and no caller is told they are not a member.
+pub fn decide_for(caller: &Caller, image: &str) -> Option<(Decision, Option<String>)> {
     let memberships = match &caller.memberships {
         Ok(m) => m,
         Err(refusal) => {
             let reference = Reference::parse(image).ok();
             let d = match refusal {
                 Refusal::SignInRequired => Decision::sign_in_required(reference),
-                Refusal::NotAMember | Refusal::StoreUnavailable => {
+                Refusal::NotAMember => {
                     Decision::not_a_member(caller.user.as_deref().unwrap_or("-"), reference)
                 }
+                Refusal::StoreUnavailable => return None,
             };
-            return (d, None);
+            return Some((d, None));
         }
     };
     let mut warned: Option<(Decision, String)> = None;
     let mut allowed: Option<(Decision, String)> = None;
-    let mut ordered: Vec<&Membership> = memberships.iter().collect();
-    ordered.sort_by(|a, b| a.org.cmp(&b.org));
-    for m in ordered {
+    for m in memberships {
         let d = decide(
             &m.policy,
             &Input {
@@ -258,7 +259,7 @@ pub fn decide_for(caller: &Caller, image: &str) -> (Decision, Option<String>) {
             },
         );
         if !d.is_allowed() {
-            return (d, Some(m.org.clone()));
+            return Some((d, Some(m.org.clone())));
         }
         if d.is_would_be_denial() {
             warned.get_or_insert((d, m.org.clone()));
@@ -266,19 +267,17 @@ pub fn decide_for(caller: &Caller, image: &str) -> (Decision, Option<String>) {
             allowed.get_or_insert((d, m.org.clone()));
         }
     }
-    match warned.or(allowed) {
+    Some(match warned.or(allowed) {
         Some((d, org)) => (d, Some(org)),
-        None => {
-            // Unreachable in practice (memberships are never empty), and refused if not.
-            (
-                Decision::not_a_member(
-                    caller.user.as_deref().unwrap_or("-"),
-                    Reference::parse(image).ok(),
-                ),
-                None,
-            )
-        }
-    }
+        // Memberships are never empty; refused if they were.
+        None => (
+            Decision::not_a_member(
+                caller.user.as_deref().unwrap_or("-"),
+                Reference::parse(image).ok(),
+            ),
+            None,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -320,17 +319,17 @@ mod tests {
     #[test]
     fn the_most_restrictive_organisation_decides() {
         let c = caller(vec![
-            membership("b-open", false, OPEN),
             membership("a-strict", false, STRICT),
+            membership("b-open", false, OPEN),
         ]);
-        let (d, org) = decide_for(&c, "someuser/custom-image");
+        let (d, org) = decide_for(&c, "someuser/custom-image").unwrap();
         assert_eq!(d.reason, Reason::CategoryNotAllowed);
         assert_eq!(
             d.message,
             "image access denied: community images not allowed"
         );
         assert_eq!(org.as_deref(), Some("a-strict"));
-        let (d, _) = decide_for(&c, "nginx:1");
+        let (d, _) = decide_for(&c, "nginx:1").unwrap();
         assert!(d.is_allowed());
     }
 
@@ -339,6 +338,7 @@ mod tests {
         let owner_of_strict = caller(vec![membership("strict", true, STRICT)]);
         assert!(
             decide_for(&owner_of_strict, "someuser/custom-image")
+                .unwrap()
                 .0
                 .is_allowed()
         );
@@ -346,7 +346,7 @@ mod tests {
             membership("strict", true, STRICT),
             membership("other", false, STRICT),
         ]);
-        let (d, org) = decide_for(&also_member, "someuser/custom-image");
+        let (d, org) = decide_for(&also_member, "someuser/custom-image").unwrap();
         assert!(!d.is_allowed());
         assert_eq!(org.as_deref(), Some("other"));
     }
@@ -357,7 +357,7 @@ mod tests {
             membership("a", false, OPEN),
             membership("b", false, &format!("  mode: warn\n{STRICT}")),
         ]);
-        let (d, org) = decide_for(&c, "someuser/custom-image");
+        let (d, org) = decide_for(&c, "someuser/custom-image").unwrap();
         assert!(d.is_allowed() && d.is_would_be_denial());
         assert_eq!(org.as_deref(), Some("b"));
     }
@@ -366,11 +366,19 @@ mod tests {
     fn callers_without_policies_are_refused_in_words() {
         let mut c = caller(vec![]);
         c.memberships = Err(Refusal::SignInRequired);
-        assert_eq!(decide_for(&c, "nginx").0.message, "sign-in required");
+        assert_eq!(
+            decide_for(&c, "nginx").unwrap().0.message,
+            "sign-in required"
+        );
         c.memberships = Err(Refusal::NotAMember);
         assert_eq!(
-            decide_for(&c, "nginx").0.message,
+            decide_for(&c, "nginx").unwrap().0.message,
             "user alice is not a member of any organisation"
+        );
+        c.memberships = Err(Refusal::StoreUnavailable);
+        assert!(
+            decide_for(&c, "nginx").is_none(),
+            "a store failure is no decision, and never `not a member`"
         );
     }
 }

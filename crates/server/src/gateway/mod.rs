@@ -271,7 +271,16 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
             &format!("the token does not grant pull access to {}", pull.name),
         );
     } else {
-        decide_for(&caller, &image)
+        match decide_for(&caller, &image) {
+            Some(decided) => decided,
+            None => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "imagegate cannot read its store right now; try again later",
+                );
+            }
+        }
     };
     gw.metrics.decision(DOOR, &decision);
     record(
