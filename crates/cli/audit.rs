@@ -56,6 +56,25 @@ enum Format {
     Csv,
 }
 
+/// The printed fields, in order: [`Row`]'s, for a CSV header with no rows.
+const FIELDS: [&str; 15] = [
+    "time",
+    "door",
+    "org",
+    "user",
+    "source",
+    "image",
+    "input",
+    "category",
+    "decision",
+    "reason",
+    "mode",
+    "message",
+    "namespace",
+    "request",
+    "path",
+];
+
 /// One event as printed: these field names are the JSON and CSV contract.
 #[derive(Serialize)]
 struct Row<'a> {
@@ -196,23 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let mut w = csv::Writer::from_writer(stdout.lock());
             if events.is_empty() {
                 // The header alone, so an empty export is still a valid table.
-                w.write_record([
-                    "time",
-                    "door",
-                    "org",
-                    "user",
-                    "source",
-                    "image",
-                    "input",
-                    "category",
-                    "decision",
-                    "reason",
-                    "mode",
-                    "message",
-                    "namespace",
-                    "request",
-                    "path",
-                ])?;
+                w.write_record(FIELDS)?;
             }
             for e in &events {
                 w.serialize(Row::of(e))?;
@@ -251,6 +254,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_empty_csv_header_is_the_rows_header() {
+        let e = AuditEvent::default();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(Row::of(&e)).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next(), Some(FIELDS.join(",").as_str()));
+    }
 
     #[test]
     fn times_are_rfc3339_or_durations_ago() {

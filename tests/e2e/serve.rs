@@ -72,6 +72,29 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the process to exit with status 0 within 10 s.
+    fn wait_for_clean_exit(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("https://{SERVICE_HOST}:{}{path}", self.port)
     }
@@ -368,25 +391,9 @@ fn policy_and_certificate_changes_apply_without_a_restart() {
 #[test]
 fn sigterm_lets_the_server_stop_cleanly() {
     let mut server = Server::start(&[]);
-    let pid = server.child.id();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.terminate();
     server.wait_for_log("shutting down", Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_clean_exit();
 }
 
 #[test]
@@ -560,22 +567,8 @@ fn sigterm_lets_an_in_flight_review_finish() {
 
 /// Sends SIGTERM and waits for a clean exit.
 fn stop(server: &mut Server) {
-    let pid = server.child.id();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.terminate();
+    server.wait_for_clean_exit();
 }
 
 #[test]
