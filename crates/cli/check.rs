@@ -42,6 +42,14 @@ enum Output {
 #[derive(Serialize)]
 pub struct CheckRecord<'a> {
     pub image: &'a str,
+    #[serde(flatten)]
+    pub decided: Decided<'a>,
+}
+
+/// The fields of a decision in `check`'s JSON (after `image`), which `scan`'s
+/// JSON carries too.
+#[derive(Serialize)]
+pub struct Decided<'a> {
     pub valid: bool,
     pub reference: Option<&'a str>,
     pub registry: Option<&'a str>,
@@ -55,11 +63,10 @@ pub struct CheckRecord<'a> {
     pub mode: &'static str,
 }
 
-impl<'a> CheckRecord<'a> {
-    pub fn new(image: &'a str, d: &'a Decision) -> CheckRecord<'a> {
+impl<'a> Decided<'a> {
+    pub fn new(d: &'a Decision) -> Decided<'a> {
         let r = d.reference.as_ref();
-        CheckRecord {
-            image,
+        Decided {
             valid: r.is_some(),
             reference: r.map(|r| r.as_str()),
             registry: r.and_then(|r| r.domain()),
@@ -71,6 +78,15 @@ impl<'a> CheckRecord<'a> {
             reason: d.reason.code(),
             message: &d.message,
             mode: d.mode.as_str(),
+        }
+    }
+}
+
+impl<'a> CheckRecord<'a> {
+    pub fn new(image: &'a str, d: &'a Decision) -> CheckRecord<'a> {
+        CheckRecord {
+            image,
+            decided: Decided::new(d),
         }
     }
 }
@@ -110,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 } else {
                     (decide(&policy, &input), Vec::new())
                 };
-                let decision = with_rego(&policy, &input, decision);
+                let decision = with_rego(&policy, &input, decision, "check");
                 (image, decision, steps)
             }
             Item::NotUtf8 { shown, line } => {
@@ -172,10 +188,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     Ok(if any_denied { EXIT_DENIED } else { EXIT_OK })
 }
 
-/// Asks the policy's Rego modules about one image, after the built-in checks:
+/// Asks the policy's Rego modules about one image at `door` (`check`,
+/// `scan`), after the built-in checks:
 /// the first Rego refusal replaces an allow (keeping the reference).
 #[cfg(feature = "rego")]
-fn with_rego(policy: &Policy, input: &Input<'_>, decision: Decision) -> Decision {
+pub(crate) fn with_rego(
+    policy: &Policy,
+    input: &Input<'_>,
+    decision: Decision,
+    door: &str,
+) -> Decision {
     use imagegate_core::Reason;
     if policy.rego.is_none()
         || decision.reference.is_none()
@@ -185,7 +207,7 @@ fn with_rego(policy: &Policy, input: &Input<'_>, decision: Decision) -> Decision
         return decision;
     }
     let rego_input = serde_json::json!({
-        "door": "check",
+        "door": door,
         "namespace": input.namespace,
         "user": input.user,
         "images": [imagegate_core::rego::image_entry(input.image, &decision)],
@@ -204,7 +226,7 @@ fn with_rego(policy: &Policy, input: &Input<'_>, decision: Decision) -> Decision
 }
 
 #[cfg(not(feature = "rego"))]
-fn with_rego(_: &Policy, _: &Input<'_>, decision: Decision) -> Decision {
+pub(crate) fn with_rego(_: &Policy, _: &Input<'_>, decision: Decision, _: &str) -> Decision {
     decision
 }
 

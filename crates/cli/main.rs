@@ -10,6 +10,7 @@ mod audit;
 mod certs;
 mod check;
 mod policy;
+mod scan;
 mod serve;
 mod style;
 
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Decide image references against a policy.
     Check(check::Args),
+    /// Find the images Dockerfiles, Compose files and Kubernetes manifests name, and decide them.
+    Scan(scan::Args),
     /// Validate and test policy files.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Scan(args) => scan::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Certs(args) => certs::run(args),

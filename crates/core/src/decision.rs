@@ -95,11 +95,17 @@ pub enum Reason {
     /// A signed-in user belongs to no organisation, and no default
     /// organisation is configured for such users (registry door).
     NotAMember,
+    /// A scanned file names an image through a variable that has no value
+    /// (`imagegate scan`): it cannot be checked, so it is refused.
+    Unresolved,
+    /// A scanned file that should name images does not parse (`imagegate
+    /// scan`): what it names cannot be checked, so it is refused.
+    ParseError,
 }
 
 impl Reason {
     /// Every reason code.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Allowed,
         Reason::InvalidReference,
         Reason::AmbiguousReference,
@@ -112,6 +118,8 @@ impl Reason {
         Reason::BreakGlass,
         Reason::RegoDenied,
         Reason::NotAMember,
+        Reason::Unresolved,
+        Reason::ParseError,
     ];
 
     /// The code (`category_not_allowed`, ...).
@@ -129,7 +137,46 @@ impl Reason {
             Reason::BreakGlass => "break_glass",
             Reason::RegoDenied => "rego_denied",
             Reason::NotAMember => "not_a_member",
+            Reason::Unresolved => "unresolved",
+            Reason::ParseError => "parse_error",
         }
+    }
+
+    /// What a refusal for this reason asks of a person, in one line; `None`
+    /// for reasons that do not refuse. Advice, not a contract.
+    pub fn hint(self) -> Option<&'static str> {
+        Some(match self {
+            Reason::Allowed | Reason::Exempt | Reason::BreakGlass => return None,
+            Reason::InvalidReference => {
+                "write the reference as [registry/]repository[:tag][@digest], in lower case"
+            }
+            Reason::AmbiguousReference => {
+                "write the reference in full, with its registry (docker.io/library/nginx:1.27)"
+            }
+            Reason::RegistryNotAllowed => {
+                "use an image from an allowed registry, or ask an owner to add this one to spec.registryAccess"
+            }
+            Reason::CategoryNotAllowed => {
+                "use a Docker Official or Verified Publisher image or one of your organisation's, or ask an owner to allow the category in spec.imageAccess"
+            }
+            Reason::RuleDenied => {
+                "a rule of the policy refuses this image: choose another, or ask an owner for an exception"
+            }
+            Reason::DigestRequired => {
+                "pin the image by digest: name@sha256:… (skopeo inspect docker://name prints it)"
+            }
+            Reason::SignInRequired => {
+                "sign in with a personal access token: docker login <gateway>"
+            }
+            Reason::RegoDenied => {
+                "a Rego policy refuses this image: see its message, or ask an owner"
+            }
+            Reason::NotAMember => "ask an owner to add you to an organisation",
+            Reason::Unresolved => {
+                "give the variable a value (--build-arg NAME=value, an ARG default, the environment or .env) so the image can be checked"
+            }
+            Reason::ParseError => "fix the file at this line and column: nothing in it was checked",
+        })
     }
 
     /// Parses a code.
@@ -272,6 +319,37 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// `imagegate scan`'s refusal of an image written with variables that
+    /// have no value (`names`): it cannot be checked, so it is denied in every
+    /// mode.
+    pub fn unresolved(raw: &str, names: &[String], mode: Mode) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::Unresolved,
+            message: message::unresolved(raw, names),
+            reference: None,
+            category: None,
+            mode,
+            decided_by: DecidedBy::Reference,
+        }
+    }
+
+    /// `imagegate scan`'s refusal of a file that does not parse: what it
+    /// names cannot be checked, so it is denied in every mode.
+    pub fn parse_error(what: &str, detail: &str, mode: Mode) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::ParseError,
+            message: message::parse_error(what, detail),
+            reference: None,
+            category: None,
+            mode,
+            decided_by: DecidedBy::Reference,
+        }
+    }
+}
+
 /// The contract messages. Doors print these words and no others.
 pub mod message {
     use super::*;
@@ -353,6 +431,21 @@ pub mod message {
     /// `user <name> is not a member of any organisation` (registry door).
     pub fn not_a_member(user: &str) -> Cow<'static, str> {
         Cow::Owned(format!("user {user} is not a member of any organisation"))
+    }
+
+    /// `unresolved image "<raw>": NAME has no value` (`imagegate scan`).
+    pub fn unresolved(raw: &str, names: &[String]) -> Cow<'static, str> {
+        let what = match names {
+            [] => "it has an unterminated variable".to_owned(),
+            [one] => format!("{one} has no value"),
+            [init @ .., last] => format!("{} and {last} have no value", init.join(", ")),
+        };
+        Cow::Owned(format!("unresolved image {}: {what}", quote_input(raw)))
+    }
+
+    /// `cannot parse <what>: <the parser's message>` (`imagegate scan`).
+    pub fn parse_error(what: &str, detail: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("cannot parse {what}: {detail}"))
     }
 
     /// `sign-in required` (registry door, anonymous caller).

@@ -29,14 +29,7 @@ pub enum Site {
     MountFrom,
 }
 
-/// What an image value resolved to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    /// The image, after substitution.
-    Image(String),
-    /// A variable had no value; the names that had none.
-    Unresolved(Vec<String>),
-}
+pub use crate::Value;
 
 /// One image found in a Dockerfile.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Where container images live: in Kubernetes objects now, Dockerfiles and
-//! compose files with the scanner. Pure: contents in, image sites out; no
+//! Where container images live: in Dockerfiles, Compose files and Kubernetes
+//! objects. Pure: contents in, image sites with line and column out; no
 //! files, no network, no decisions (those are `imagegate_core::decide`'s).
 #![deny(missing_docs)]
 #![deny(
@@ -18,5 +18,16 @@
     )
 )]
 
+pub mod compose;
 pub mod dockerfile;
 pub mod manifest;
+pub mod yaml;
+
+/// What an image value resolved to, after variables were substituted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// The image, after substitution.
+    Image(String),
+    /// Variables had no value: their names (or the malformed `${…}` text).
+    Unresolved(Vec<String>),
+}

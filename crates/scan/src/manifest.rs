@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::yaml::{Node, Value as YamlValue};
+
 /// The container lists of a Pod spec, in the order they are reported.
 pub const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
 
@@ -190,6 +192,132 @@ pub fn image_sites(workload: &Workload, object: &Value) -> Result<Vec<ImageSite>
         }
     }
     Ok(sites)
+}
+
+/// An image named by a Kubernetes object in a manifest file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestImage {
+    /// `Kind/name` of the object (`Deployment/web`; `Deployment` without a name).
+    pub object: String,
+    /// Where in the object: `spec.template.spec.containers[0].image`.
+    pub path: String,
+    /// 1-based line of the image value.
+    pub line: usize,
+    /// 1-based column of the image value.
+    pub column: usize,
+    /// The image as written.
+    pub image: String,
+    /// The object's `metadata.namespace`, when it names one.
+    pub namespace: Option<String>,
+}
+
+/// A workload in a manifest file whose containers cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestProblem {
+    /// `Kind/name` of the object.
+    pub object: String,
+    /// 1-based line of the offending value (or the nearest one that exists).
+    pub line: usize,
+    /// 1-based column of the offending value.
+    pub column: usize,
+    /// What is wrong, with its path in the object.
+    pub error: ShapeError,
+}
+
+/// What a manifest document holds: its images, and workloads that cannot be
+/// read (never skipped silently).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManifestImages {
+    /// How many Kubernetes objects the document held (a `List` counts its items).
+    pub objects: usize,
+    /// Every image of every workload, in document order.
+    pub images: Vec<ManifestImage>,
+    /// Workloads whose containers are not shaped as Kubernetes requires.
+    pub problems: Vec<ManifestProblem>,
+}
+
+/// The images of one YAML or JSON document holding a Kubernetes object, a
+/// `List` (`kind: List`, `DeploymentList`, ...) of them, or neither (a
+/// document without `apiVersion` and `kind` is not a Kubernetes object: it
+/// yields nothing). Which containers a workload has is [`image_sites`]'s
+/// answer, the admission door's.
+///
+/// ```
+/// use imagegate_scan::{manifest::manifest_images, yaml::documents};
+/// let docs = documents("apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n            - name: c\n              image: busybox\n").unwrap();
+/// let found = manifest_images(&docs[0]);
+/// assert_eq!(found.images[0].object, "CronJob/nightly");
+/// assert_eq!((found.images[0].line, found.images[0].column), (11, 22));
+/// ```
+pub fn manifest_images(document: &Node) -> ManifestImages {
+    let mut found = ManifestImages::default();
+    collect(document, None, &mut found);
+    found
+}
+
+fn collect(object: &Node, implied_kind: Option<&str>, found: &mut ManifestImages) {
+    let api_version = object.get("apiVersion").and_then(Node::as_str);
+    let Some(kind) = object.get("kind").and_then(Node::as_str).or(implied_kind) else {
+        return;
+    };
+    if let (Some(list), Some(YamlValue::Seq(items))) = (
+        kind.strip_suffix("List"),
+        object.get("items").map(|n| &n.value),
+    ) {
+        let implied = Some(list).filter(|l| !l.is_empty());
+        for item in items {
+            collect(item, implied, found);
+        }
+        return;
+    }
+    let w = match api_version {
+        Some(v) => workload(v.split_once('/').map_or("", |(group, _)| group), kind),
+        // An item of a typed list (`DeploymentList`) may leave out its
+        // apiVersion and kind: the list's kind names them.
+        None if implied_kind.is_some() => WORKLOADS.iter().find(|w| w.kind == kind),
+        None => return,
+    };
+    found.objects += 1;
+    if let Some(w) = w {
+        images_of(w, object, kind, found);
+    }
+}
+
+fn images_of(w: &Workload, object: &Node, kind: &str, found: &mut ManifestImages) {
+    let metadata = object.get("metadata");
+    let name = metadata.and_then(|m| m.get("name")).and_then(Node::as_str);
+    let namespace = metadata
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str);
+    let label = match name {
+        Some(n) => format!("{kind}/{n}"),
+        None => kind.to_owned(),
+    };
+    match image_sites(w, &object.to_json()) {
+        Ok(sites) => {
+            for site in sites {
+                let path = format!("{}.image", site.path);
+                let at = object.locate(&path);
+                found.images.push(ManifestImage {
+                    object: label.clone(),
+                    path,
+                    line: at.line,
+                    column: at.column,
+                    image: site.image,
+                    namespace: namespace.map(str::to_owned),
+                });
+            }
+        }
+        Err(error) => {
+            let at = object.locate(&error.path);
+            found.problems.push(ManifestProblem {
+                object: label,
+                line: at.line,
+                column: at.column,
+                error,
+            });
+        }
+    }
 }
 
 #[cfg(test)]

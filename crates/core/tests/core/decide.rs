@@ -1,7 +1,7 @@
 //! Decision cases (data files under tests/data/decide) and the contract
 //! messages, written out literally.
 
-use imagegate_core::decision::{Check, DecidedBy, StepOutcome};
+use imagegate_core::decision::{Check, DecidedBy, Decision, StepOutcome};
 use imagegate_core::dockerhub::Category;
 use imagegate_core::policy::suite::Suite;
 use imagegate_core::{Input, Mode, Policy, Reason, Verdict, decide, decide_explained};
@@ -323,4 +323,33 @@ fn break_glass_allows_a_refusal_only_when_the_policy_enables_it_and_says_so() {
         },
     );
     assert_eq!(d.verdict, Verdict::Deny);
+}
+
+#[test]
+fn unresolved_and_unparsable_scan_findings_are_denied_in_every_mode() {
+    for mode in [Mode::Enforce, Mode::Warn, Mode::Audit] {
+        let d = Decision::unresolved("${BASE}:${TAG}", &["BASE".into(), "TAG".into()], mode);
+        assert!(!d.is_allowed());
+        assert_eq!(d.reason.code(), "unresolved");
+        assert_eq!(
+            d.message,
+            r#"unresolved image "${BASE}:${TAG}": BASE and TAG have no value"#
+        );
+        let d = Decision::unresolved("$IMG", &["IMG".into()], mode);
+        assert_eq!(d.message, r#"unresolved image "$IMG": IMG has no value"#);
+        let d = Decision::parse_error("YAML", "mapping values are not allowed here", mode);
+        assert!(!d.is_allowed());
+        assert_eq!(d.reason.code(), "parse_error");
+        assert_eq!(
+            d.message,
+            "cannot parse YAML: mapping values are not allowed here"
+        );
+    }
+}
+
+#[test]
+fn every_refusal_reason_has_a_hint_and_no_allow_reason_does() {
+    for reason in Reason::ALL {
+        assert_eq!(reason.hint().is_some(), reason.is_refusal(), "{reason}");
+    }
 }

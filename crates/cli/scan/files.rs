@@ -1,0 +1,524 @@
+//! Which files `imagegate scan` reads, what kind each is, and the image sites
+//! in them (through `imagegate_scan`). Walks directories in parallel with the
+//! `ignore` crate (`.gitignore`, `.ignore`; symbolic links followed, loops
+//! reported); decides nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use imagegate_scan::{Value, compose, dockerfile, manifest, yaml};
+
+/// Files larger than this are reported, not read.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// What kind of file names the images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    Dockerfile,
+    Compose,
+    Kubernetes,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Dockerfile => "dockerfile",
+            Source::Compose => "compose",
+            Source::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// How a parse error names the file's kind.
+    fn parsed_as(self) -> &'static str {
+        match self {
+            Source::Dockerfile => "Dockerfile",
+            Source::Compose => "Compose file",
+            Source::Kubernetes => "Kubernetes manifest",
+        }
+    }
+}
+
+/// One place a file names an image, or says it cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Site {
+    /// The path shown: as given, or relative to the scanned directory.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub source: Source,
+    pub what: What,
+    /// What names it: `FROM`, `services.web.image`, `Deployment/web spec.…`.
+    pub at: String,
+    /// The Kubernetes object's namespace, for exemptions.
+    pub namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum What {
+    /// An image: as written, and after substitution.
+    Image { raw: String, image: String },
+    /// Variables without a value: as written, and the names.
+    Unresolved { raw: String, names: Vec<String> },
+    /// The file (or an object in it) cannot be read as its kind.
+    ParseError { what: &'static str, detail: String },
+}
+
+/// What the scanner was told.
+pub struct Options {
+    pub build_args: Vec<(String, String)>,
+    /// Variables from `--env-file`, instead of each Compose file's `.env`.
+    pub env_file: Option<Vec<(String, String)>>,
+}
+
+/// What one file gave.
+pub struct Scanned {
+    pub sites: Vec<Site>,
+    pub bytes: u64,
+}
+
+/// How a file is named.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dockerfile,
+    Compose,
+    /// `*.yaml`, `*.yml`, `*.json`: Kubernetes objects, or nothing of ours.
+    Yaml,
+}
+
+fn kind_of(path: &Path) -> Option<Kind> {
+    let name = path.file_name()?.to_str()?;
+    let lower = name.to_ascii_lowercase();
+    if name == "Dockerfile"
+        || name == "Containerfile"
+        || lower.ends_with(".dockerfile")
+        || lower.ends_with(".containerfile")
+        || name.starts_with("Dockerfile.")
+        || name.starts_with("Containerfile.")
+    {
+        return Some(Kind::Dockerfile);
+    }
+    let yaml = [".yaml", ".yml"].iter().any(|e| lower.ends_with(e));
+    if yaml && (lower.starts_with("compose.") || lower.starts_with("docker-compose.")) {
+        return Some(Kind::Compose);
+    }
+    if yaml || lower.ends_with(".json") {
+        return Some(Kind::Yaml);
+    }
+    None
+}
+
+/// A Helm chart's templates are Go templates, not YAML: scan them rendered
+/// (`helm template … | imagegate scan -`).
+fn is_helm_template(path: &Path) -> bool {
+    path.ancestors().skip(1).any(|dir| {
+        dir.file_name() == Some("templates".as_ref()) && dir.with_file_name("Chart.yaml").is_file()
+    })
+}
+
+/// Scans one file named on the command line: its kind from its name, and a
+/// YAML file whose document is shaped like Compose is read as one (`-f` style
+/// overrides such as `prod.yaml`).
+pub fn scan_file(path: &Path, shown: &str, options: &Options, root: &Path) -> Option<Scanned> {
+    let kind = kind_of(path)?;
+    scan_kind(path, shown, kind, options, root, true)
+}
+
+/// Scans standard input: Kubernetes objects, or a Compose file.
+pub fn scan_stdin(text: &str, options: &Options) -> Scanned {
+    let mut sites = Vec::new();
+    yaml_sites(
+        text,
+        "-",
+        Kind::Yaml,
+        Path::new("."),
+        Path::new("."),
+        options,
+        &mut sites,
+        true,
+    );
+    Scanned {
+        sites,
+        bytes: text.len() as u64,
+    }
+}
+
+/// Scans a file of a known kind; `sniff` reads a YAML file shaped like
+/// Compose as one.
+fn scan_kind(
+    path: &Path,
+    shown: &str,
+    kind: Kind,
+    options: &Options,
+    root: &Path,
+    sniff: bool,
+) -> Option<Scanned> {
+    let source = match kind {
+        Kind::Dockerfile => Source::Dockerfile,
+        Kind::Compose => Source::Compose,
+        Kind::Yaml => Source::Kubernetes,
+    };
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return Some(unreadable(shown, source, &e.to_string())),
+    };
+    if size > MAX_FILE_BYTES {
+        let detail = format!("the file is {size} bytes, over the limit of {MAX_FILE_BYTES}");
+        return Some(unreadable(shown, source, &detail));
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Some(unreadable(shown, source, &e.to_string())),
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) if kind == Kind::Yaml => return None,
+        Err(_) => return Some(unreadable(shown, source, "not valid UTF-8")),
+    };
+    let mut sites = Vec::new();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match kind {
+        Kind::Dockerfile => {
+            dockerfile_sites(&text, shown, &options.build_args, &mut sites);
+        }
+        Kind::Compose | Kind::Yaml => {
+            yaml_sites(&text, shown, kind, dir, root, options, &mut sites, sniff);
+        }
+    }
+    Some(Scanned { sites, bytes: size })
+}
+
+fn unreadable(shown: &str, source: Source, detail: &str) -> Scanned {
+    Scanned {
+        sites: vec![parse_error(
+            shown,
+            0,
+            0,
+            source,
+            source.parsed_as(),
+            detail.to_owned(),
+        )],
+        bytes: 0,
+    }
+}
+
+fn parse_error(
+    file: &str,
+    line: usize,
+    column: usize,
+    source: Source,
+    what: &'static str,
+    detail: String,
+) -> Site {
+    Site {
+        file: file.to_owned(),
+        line,
+        column,
+        source,
+        at: String::new(),
+        what: What::ParseError { what, detail },
+        namespace: None,
+    }
+}
+
+fn dockerfile_sites(
+    text: &str,
+    shown: &str,
+    build_args: &[(String, String)],
+    sites: &mut Vec<Site>,
+) {
+    for f in dockerfile::images(text, build_args) {
+        let at = match f.site {
+            dockerfile::Site::From => "FROM",
+            dockerfile::Site::CopyFrom => "COPY --from",
+            dockerfile::Site::MountFrom => "RUN --mount from",
+        };
+        sites.push(Site {
+            file: shown.to_owned(),
+            line: f.line,
+            column: f.column,
+            source: Source::Dockerfile,
+            at: at.to_owned(),
+            what: what_of(f.raw, f.value),
+            namespace: None,
+        });
+    }
+}
+
+fn what_of(raw: String, value: Value) -> What {
+    match value {
+        Value::Image(image) => What::Image { raw, image },
+        Value::Unresolved(names) => What::Unresolved { raw, names },
+    }
+}
+
+/// A YAML or JSON file: a Compose file (by name, or by shape when `sniff`),
+/// else Kubernetes objects. A file of neither kind yields nothing; one that
+/// does not parse is reported when it looks like one of them.
+#[allow(clippy::too_many_arguments)]
+fn yaml_sites(
+    text: &str,
+    shown: &str,
+    kind: Kind,
+    dir: &Path,
+    root: &Path,
+    options: &Options,
+    sites: &mut Vec<Site>,
+    sniff: bool,
+) {
+    let docs = match yaml::documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let source = if kind == Kind::Compose || looks_like_compose(text) {
+                Source::Compose
+            } else if looks_like_kubernetes(text) {
+                Source::Kubernetes
+            } else {
+                return;
+            };
+            sites.push(parse_error(
+                shown, e.line, e.column, source, "YAML", e.message,
+            ));
+            return;
+        }
+    };
+    let compose = kind == Kind::Compose || (sniff && docs.first().is_some_and(compose::is_compose));
+    if compose {
+        if let Some(doc) = docs.first() {
+            compose_sites(doc, shown, dir, root, options, sites);
+        }
+        return;
+    }
+    for doc in &docs {
+        let found = manifest::manifest_images(doc);
+        for image in found.images {
+            sites.push(Site {
+                file: shown.to_owned(),
+                line: image.line,
+                column: image.column,
+                source: Source::Kubernetes,
+                at: format!("{} {}", image.object, image.path),
+                what: What::Image {
+                    raw: image.image.clone(),
+                    image: image.image,
+                },
+                namespace: image.namespace,
+            });
+        }
+        for p in found.problems {
+            let mut site = parse_error(
+                shown,
+                p.line,
+                p.column,
+                Source::Kubernetes,
+                "Kubernetes object",
+                format!("{}: {}", p.object, p.error),
+            );
+            site.at = format!("{} {}", p.object, p.error.path);
+            sites.push(site);
+        }
+    }
+}
+
+fn looks_like_kubernetes(text: &str) -> bool {
+    text.contains("apiVersion") && text.contains("kind")
+}
+
+fn looks_like_compose(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("services:"))
+}
+
+fn compose_sites(
+    doc: &yaml::Node,
+    shown: &str,
+    dir: &Path,
+    root: &Path,
+    options: &Options,
+    sites: &mut Vec<Site>,
+) {
+    let dotenv;
+    let vars: HashMap<&str, &str> = match &options.env_file {
+        Some(vars) => vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        None => {
+            dotenv = std::fs::read_to_string(dir.join(".env"))
+                .map(|t| compose::env_file(&t))
+                .unwrap_or_default();
+            dotenv
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        }
+    };
+    // The shell's environment wins over the file, as in Compose.
+    let env = |name: &str| -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| vars.get(name).map(|v| (*v).to_owned()))
+    };
+    let found = match compose::services(doc, &env) {
+        Ok(found) => found,
+        Err(e) => {
+            let mut site = parse_error(
+                shown,
+                e.line,
+                e.column,
+                Source::Compose,
+                "Compose file",
+                e.to_string(),
+            );
+            site.at = e.path;
+            sites.push(site);
+            return;
+        }
+    };
+    for image in found.images {
+        sites.push(Site {
+            file: shown.to_owned(),
+            line: image.line,
+            column: image.column,
+            source: Source::Compose,
+            at: format!("services.{}.image", image.service),
+            what: what_of(image.raw, image.value),
+            namespace: None,
+        });
+    }
+    for build in found.builds {
+        build_sites(&build, shown, dir, root, options, sites);
+    }
+}
+
+/// A service's build: its Dockerfile, read with the service's build args
+/// over `--build-arg`s.
+fn build_sites(
+    build: &compose::Build,
+    shown: &str,
+    dir: &Path,
+    root: &Path,
+    options: &Options,
+    sites: &mut Vec<Site>,
+) {
+    let at = format!("services.{}.build", build.service);
+    let mut args = options.build_args.clone();
+    args.extend(build.args.iter().cloned());
+    if let Some((text, line, column)) = &build.inline {
+        let mut inline = Vec::new();
+        dockerfile_sites(text, shown, &args, &mut inline);
+        for mut site in inline {
+            // A block scalar's text starts on the line after its indicator.
+            site.line += line;
+            site.column += column.saturating_sub(1);
+            site.at = format!("{at}.dockerfile_inline {}", site.at);
+            sites.push(site);
+        }
+        return;
+    }
+    let (Some(context), dockerfile) = (&build.context, &build.dockerfile) else {
+        return;
+    };
+    let site_at = |what: What| Site {
+        file: shown.to_owned(),
+        line: build.line,
+        column: build.column,
+        source: Source::Compose,
+        at: at.clone(),
+        what,
+        namespace: None,
+    };
+    let (context, dockerfile) = match (context, dockerfile) {
+        (Value::Image(c), Value::Image(d)) => (c, d),
+        (Value::Unresolved(names), _) | (_, Value::Unresolved(names)) => {
+            sites.push(site_at(What::Unresolved {
+                raw: at.clone(),
+                names: names.clone(),
+            }));
+            return;
+        }
+    };
+    let path = dir.join(context).join(dockerfile);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            sites.push(site_at(What::ParseError {
+                what: "Compose file",
+                detail: format!(
+                    "{at}: the Dockerfile {} cannot be read: {e}",
+                    path.display()
+                ),
+            }));
+            return;
+        }
+    };
+    let mut built = Vec::new();
+    dockerfile_sites(&text, &display(&path, root), &args, &mut built);
+    for mut site in built {
+        // The same Dockerfile may be scanned on its own too, with other args.
+        site.at = format!("{}, built by {shown} {at}", site.at);
+        sites.push(site);
+    }
+}
+
+/// A path as shown: relative to the scanned directory when under it.
+pub fn display(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut out = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+/// Problems met while walking (a symbolic link loop, a directory that cannot
+/// be read): said on stderr, the walk goes on.
+pub struct WalkWarning(pub String);
+
+/// What the walk sends: a scanned file, a skipped Helm template, a warning.
+pub enum Event {
+    Scanned(Scanned),
+    HelmTemplate,
+    Warning(WalkWarning),
+}
+
+/// Walks `root` in parallel, sending what each file gave.
+pub fn walk(root: &Path, options: &Options, events: mpsc::Sender<Event>) {
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .follow_links(true)
+        // `.gitignore` counts even where the tree is not a Git checkout.
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build_parallel();
+    walker.run(|| {
+        let events = events.clone();
+        Box::new(move |entry| {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = events.send(Event::Warning(WalkWarning(e.to_string())));
+                    return ignore::WalkState::Continue;
+                }
+            };
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                return ignore::WalkState::Continue;
+            }
+            let path = entry.path();
+            let Some(kind) = kind_of(path) else {
+                return ignore::WalkState::Continue;
+            };
+            if is_helm_template(path) {
+                let _ = events.send(Event::HelmTemplate);
+                return ignore::WalkState::Continue;
+            }
+            if let Some(scanned) = scan_kind(path, &display(path, root), kind, options, root, false)
+            {
+                let _ = events.send(Event::Scanned(scanned));
+            }
+            ignore::WalkState::Continue
+        })
+    });
+}
