@@ -6,6 +6,7 @@ mod check;
 mod clients;
 mod gateway_clients;
 mod policy;
+mod scan;
 mod serve;
 
 use std::io::Write;

@@ -404,9 +404,10 @@ fn build_sites(
         let mut inline = Vec::new();
         dockerfile_sites(text, shown, &args, &mut inline);
         for mut site in inline {
-            // A block scalar's text starts on the line after its indicator.
-            site.line += line;
+            // A block scalar's location is that of its first line of text.
+            site.line += line.saturating_sub(1);
             site.column += column.saturating_sub(1);
+            site.source = Source::Compose;
             site.at = format!("{at}.dockerfile_inline {}", site.at);
             sites.push(site);
         }

@@ -77,7 +77,7 @@ pub fn text(out: &mut dyn Write, findings: &[Finding], totals: &Totals) -> std::
                 Some(image) => write!(out, "{image}")?,
                 None => write!(out, "{}", d.message)?,
             }
-            if would_deny {
+            if would_deny || d.reason == Reason::Exempt {
                 write!(out, " {dim}[{}]{dim:#}", d.reason)?;
             }
             if !f.site.at.is_empty() {

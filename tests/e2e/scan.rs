@@ -1,0 +1,768 @@
+//! `imagegate scan` over the fixture tree (tests/fixtures/scan/tree): golden
+//! JSON and text outputs, the contract fields written out for the cases that
+//! matter, SARIF checked against the SARIF 2.1.0 schema, exit codes, stdin,
+//! build args, Compose variables, `.gitignore` and symbolic link loops.
+//!
+//! Set IMAGEGATE_UPDATE_GOLDEN=1 to rewrite the golden files after a change
+//! that is meant to alter them, then review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const POLICY: &str = "tests/fixtures/scan/policy.yaml";
+const TREE: &str = "tests/fixtures/scan/tree";
+
+/// Runs `imagegate scan ARGS` from the repository root with a clean
+/// environment (no Compose variables leak in from the machine), `vars` set.
+fn scan(args: &[&str], vars: &[(&str, &str)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegate"));
+    cmd.arg("scan")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("imagegate starts");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().expect("imagegate runs");
+    writer.join().expect("stdin writer");
+    output
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+fn records(o: &Output) -> Vec<Value> {
+    out(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn find<'a>(records: &'a [Value], file: &str, line: u64) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["file"] == file && r["line"] == line)
+        .collect()
+}
+
+fn one<'a>(records: &'a [Value], file: &str, line: u64) -> &'a Value {
+    match find(records, file, line).as_slice() {
+        [r] => r,
+        other => panic!("expected one finding at {file}:{line}, got {other:#?}"),
+    }
+}
+
+/// Compares `actual` with the golden file, or rewrites it when asked to.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scan")
+        .join(name);
+    if std::env::var_os("IMAGEGATE_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("golden file written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).expect("golden file");
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(e, a)| e != a)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{name} differs from line {}:\nexpected: {:?}\nactual:   {:?}\n(IMAGEGATE_UPDATE_GOLDEN=1 rewrites it)",
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}
+
+#[test]
+fn the_fixture_tree_gives_the_golden_json_lines_and_exit_one() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(err(&o), "");
+    golden("expected.jsonl", &out(&o));
+}
+
+#[test]
+fn the_fixture_tree_gives_the_golden_text_grouped_by_file_refusals_first() {
+    let o = scan(&["--policy", POLICY, TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(1));
+    let text = out(&o);
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour when stdout is not a terminal"
+    );
+    golden("expected.txt", &text);
+    // Files with a refusal come before files with none; in a file, refusals
+    // come first with their message and hint.
+    let headers: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .collect();
+    let allowed_only = headers
+        .iter()
+        .position(|h| *h == "compose/shared/Dockerfile");
+    let refused = headers.iter().position(|h| *h == "k8s/cronjob.yaml");
+    assert!(refused < allowed_only, "{headers:?}");
+    let block: Vec<&str> = text
+        .split("\n\n")
+        .find(|b| b.starts_with("k8s/rendered.yaml\n"))
+        .expect("rendered.yaml block")
+        .lines()
+        .collect();
+    assert_eq!(
+        block[1],
+        "  25:18    DENY  someuser/shop:2.1: image access denied: community images not allowed [category_not_allowed] (Deployment/shop spec.template.spec.containers[0].image)"
+    );
+    assert!(block[2].trim_start().starts_with("hint: "), "{block:?}");
+    assert!(block.last().unwrap().contains("ALLOW someuser/exempt-db:1"));
+    assert!(
+        text.contains("1 Helm chart template skipped"),
+        "the summary says what was left out: {text}"
+    );
+}
+
+#[test]
+fn each_finding_carries_file_line_column_source_image_raw_and_every_check_field() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    let r = records(&o);
+    let golang = one(&r, "app/Dockerfile", 8);
+    // The fields in this order (serde_json's map here sorts its keys, so
+    // read them off the line itself).
+    let line = out(&o)
+        .lines()
+        .find(|l| l.starts_with(r#"{"file":"app/Dockerfile","line":8,"#))
+        .expect("the golang line")
+        .to_owned();
+    let fields = [
+        "file",
+        "line",
+        "column",
+        "source",
+        "image",
+        "raw",
+        "valid",
+        "reference",
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "category",
+        "decision",
+        "reason",
+        "message",
+        "mode",
+        "at",
+    ];
+    let at: Vec<usize> = fields
+        .iter()
+        .map(|f| {
+            line.find(&format!("\"{f}\":"))
+                .unwrap_or_else(|| panic!("{f} in {line}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    assert_eq!(golang.as_object().unwrap().len(), fields.len());
+    // ARG before FROM, substituted, with --platform before the image.
+    assert_eq!(golang["column"], 32);
+    assert_eq!(golang["source"], "dockerfile");
+    assert_eq!(golang["image"], "golang:1.23");
+    assert_eq!(golang["raw"], "golang:${GO_VERSION}");
+    assert_eq!(golang["reference"], "docker.io/library/golang:1.23");
+    assert_eq!(golang["category"], "official");
+    assert_eq!(golang["decision"], "allow");
+}
+
+#[test]
+fn dockerfile_stages_shadow_images_and_external_from_images_are_found() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    let r = records(&o);
+    let images: Vec<(u64, u64, &str)> = r
+        .iter()
+        .filter(|r| r["file"] == "app/Dockerfile")
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["column"].as_u64().unwrap(),
+                r["image"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Line 18 `FROM alpine` and `COPY --from=build|0` name stages; the
+    // heredoc's `FROM` line is file content.
+    assert_eq!(
+        images,
+        [
+            (8, 32, "golang:1.23"),
+            (11, 28, "someuser/build-tools:2"),
+            (15, 6, "alpine:3.20"),
+            (20, 13, "someuser/helper:1.0"),
+            (26, 6, "${REGISTRY}/runtime:1"),
+        ]
+    );
+    let mount = one(&r, "app/Dockerfile", 11);
+    assert_eq!(mount["reason"], "category_not_allowed");
+    assert_eq!(
+        mount["message"],
+        "image access denied: community images not allowed"
+    );
+    let unresolved = one(&r, "app/Dockerfile", 26);
+    assert_eq!(unresolved["decision"], "deny");
+    assert_eq!(unresolved["reason"], "unresolved");
+    assert_eq!(unresolved["valid"], false);
+    assert_eq!(unresolved["raw"], "${REGISTRY}/runtime:1");
+    assert_eq!(
+        unresolved["message"],
+        "unresolved image \"${REGISTRY}/runtime:1\": REGISTRY has no value"
+    );
+    // The escape directive: a backtick continues the FROM onto `AS base`,
+    // and `FROM base` is the stage.
+    let windows: Vec<(u64, &str)> = r
+        .iter()
+        .filter(|r| r["file"] == "app/windows.Dockerfile")
+        .map(|r| (r["line"].as_u64().unwrap(), r["image"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            (3, "mcr.microsoft.com/windows/servercore:ltsc2022"),
+            (8, "ghcr.io/corp/tools:1.4")
+        ]
+    );
+    // `FROM scratch` is no image.
+    let dev: Vec<&str> = r
+        .iter()
+        .filter(|r| r["file"] == "app/Containerfile.dev")
+        .map(|r| r["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(dev, ["quay.io/someorg/devtools:latest"]);
+}
+
+#[test]
+fn build_args_override_arg_defaults_and_fill_unset_args() {
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            "--build-arg",
+            "GO_VERSION=1.22",
+            "--build-arg",
+            "REGISTRY",
+            "tests/fixtures/scan/tree/app/Dockerfile",
+        ],
+        &[("REGISTRY", "ghcr.io/corp")],
+        b"",
+    );
+    let r = records(&o);
+    let file = "tests/fixtures/scan/tree/app/Dockerfile";
+    assert_eq!(one(&r, file, 8)["image"], "golang:1.22");
+    let runtime = one(&r, file, 26);
+    assert_eq!(runtime["image"], "ghcr.io/corp/runtime:1");
+    assert_eq!(runtime["decision"], "allow");
+}
+
+#[test]
+fn compose_images_are_interpolated_from_dotenv_and_the_environment() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    let r = records(&o);
+    let compose = "compose/compose.yaml";
+    let web = one(&r, compose, 3);
+    assert_eq!(
+        (&web["column"], &web["source"], &web["image"], &web["raw"]),
+        (
+            &Value::from(12),
+            &Value::from("compose"),
+            &Value::from("nginx:1.27"),
+            &Value::from("nginx:${TAG}")
+        )
+    );
+    assert_eq!(web["at"], "services.web.image");
+    assert_eq!(one(&r, compose, 5)["image"], "postgres:16");
+    assert_eq!(one(&r, compose, 7)["image"], "redis:7");
+    let worker = one(&r, compose, 9);
+    assert_eq!(worker["reason"], "unresolved");
+    assert_eq!(
+        worker["message"],
+        "unresolved image \"${WORKER_IMAGE:?set WORKER_IMAGE}\": WORKER_IMAGE has no value"
+    );
+    // A service built with `pull_policy: build` pulls nothing: its image is the result's name.
+    assert!(r.iter().all(|r| r["image"] != "someuser/tool:1"));
+    // The build's Dockerfile is scanned with the service's build args.
+    let built = find(&r, "compose/build/Containerfile", 2);
+    let images: Vec<&str> = built.iter().map(|r| r["image"].as_str().unwrap()).collect();
+    assert_eq!(images, ["debian:12", "someuser/base:1.27"], "{built:#?}");
+    let via = built
+        .iter()
+        .find(|r| r["image"] == "someuser/base:1.27")
+        .unwrap();
+    assert_eq!(
+        via["at"],
+        "FROM, built by compose/compose.yaml services.api.build"
+    );
+    assert_eq!(via["reason"], "category_not_allowed");
+    // An override file is a Compose file by its name.
+    assert_eq!(
+        one(&r, "compose/docker-compose.prod.yml", 4)["message"],
+        "registry access to ghcr.io is not allowed"
+    );
+
+    // The shell's environment wins over .env; --env-file replaces .env.
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            "tests/fixtures/scan/tree/compose",
+        ],
+        &[("TAG", "1.25"), ("WORKER_IMAGE", "corp/worker:3")],
+        b"",
+    );
+    let r = records(&o);
+    assert_eq!(one(&r, "compose.yaml", 3)["image"], "nginx:1.25");
+    assert_eq!(one(&r, "compose.yaml", 9)["image"], "corp/worker:3");
+    assert_eq!(one(&r, "compose.yaml", 9)["decision"], "allow");
+    let env = crate::temp_file("scan.env", "DB_IMAGE=mariadb\nDB_TAG=11\n");
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            "--env-file",
+            env.to_str().unwrap(),
+            "tests/fixtures/scan/tree/compose/compose.yaml",
+        ],
+        &[],
+        b"",
+    );
+    let r = records(&o);
+    let file = "tests/fixtures/scan/tree/compose/compose.yaml";
+    assert_eq!(one(&r, file, 5)["image"], "mariadb:11");
+    assert_eq!(
+        one(&r, file, 3)["reason"],
+        "unresolved",
+        "TAG came from .env only"
+    );
+}
+
+#[test]
+fn an_inline_dockerfile_in_compose_is_scanned_at_its_own_lines() {
+    let compose = crate::temp_file(
+        "compose.yaml",
+        "services:\n  app:\n    build:\n      dockerfile_inline: |\n        ARG V=3.20\n        FROM alpine:${V}\n        COPY --from=someuser/x:1 / /\n",
+    );
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            compose.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    let r = records(&o);
+    let found: Vec<(u64, u64, &str, &str)> = r
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["column"].as_u64().unwrap(),
+                r["image"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (6, 14, "alpine:3.20", "compose"),
+            (7, 21, "someuser/x:1", "compose")
+        ]
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn kubernetes_workloads_lists_and_cronjobs_are_found_with_the_admission_doors_walk() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    let r = records(&o);
+    let cron = one(&r, "k8s/cronjob.yaml", 13);
+    assert_eq!(cron["column"], 22);
+    assert_eq!(cron["source"], "kubernetes");
+    assert_eq!(
+        cron["at"],
+        "CronJob/nightly spec.jobTemplate.spec.template.spec.containers[0].image"
+    );
+    assert_eq!(
+        cron["message"],
+        "registry access to registry.evil.example is not allowed"
+    );
+    let rendered: Vec<(u64, &str)> = r
+        .iter()
+        .filter(|r| r["file"] == "k8s/rendered.yaml")
+        .map(|r| (r["line"].as_u64().unwrap(), r["image"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            (22, "corp/shop-migrate:2.1"),
+            (25, "someuser/shop:2.1"),
+            (27, "docker.io/library/envoy:latest"),
+            (40, "someuser/exempt-db:1"),
+        ]
+    );
+    // The object's namespace reaches the policy's exemptions, as at admission.
+    let exempt = one(&r, "k8s/rendered.yaml", 40);
+    assert_eq!(
+        (&exempt["decision"], &exempt["reason"]),
+        (&"allow".into(), &"exempt".into())
+    );
+    let list: Vec<&str> = r
+        .iter()
+        .filter(|r| r["file"] == "k8s/list.json")
+        .map(|r| r["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        list,
+        [
+            "Pod/debug spec.containers[0].image",
+            "Pod/debug spec.ephemeralContainers[0].image"
+        ]
+    );
+    // Not Kubernetes objects, not ours, ignored, or Helm templates: nothing.
+    for skipped in [
+        "k8s/values.yaml",
+        "docs/notes.txt",
+        "docs/package.json",
+        "ignored/Dockerfile",
+    ] {
+        assert!(r.iter().all(|r| r["file"] != skipped), "{skipped}");
+    }
+    assert!(
+        r.iter()
+            .all(|r| !r["file"].as_str().unwrap().starts_with("chart/"))
+    );
+    assert!(r.iter().all(|r| r["image"] != "someuser/not-a-container:1"));
+}
+
+#[test]
+fn malformed_files_are_parse_error_findings_with_the_parsers_location_and_the_scan_goes_on() {
+    let o = scan(&["--policy", POLICY, "--format", "json", TREE], &[], b"");
+    let r = records(&o);
+    let broken = one(&r, "malformed/deploy.yaml", 11);
+    assert_eq!(broken["column"], 10);
+    assert_eq!(broken["decision"], "deny");
+    assert_eq!(broken["reason"], "parse_error");
+    assert_eq!(broken["source"], "kubernetes");
+    assert_eq!(broken["image"], Value::Null);
+    assert_eq!(
+        broken["message"],
+        "cannot parse YAML: while parsing a block collection, did not find expected '-' indicator"
+    );
+    let compose = one(&r, "malformed/compose.yaml", 3);
+    assert_eq!(
+        (&compose["source"], &compose["reason"]),
+        (&"compose".into(), &"parse_error".into())
+    );
+    // A second `image:` could hide an image from the scanner: refused.
+    let dup = one(&r, "malformed/duplicate.yaml", 9);
+    assert_eq!(dup["reason"], "parse_error");
+    assert!(
+        dup["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate mapping key `image`")
+    );
+    // A container without an image is never skipped silently.
+    let pod = one(&r, "malformed/pod.yaml", 7);
+    assert_eq!(
+        pod["message"],
+        "cannot parse Kubernetes object: Pod/no-image: spec.containers[0].image: container has no image"
+    );
+    // The files after the broken ones were still read.
+    assert!(r.iter().any(|r| r["file"] == "k8s/list.json"));
+}
+
+#[test]
+fn stdin_reads_rendered_manifests_and_compose_config() {
+    let rendered = std::fs::read(Path::new(TREE).join("k8s/rendered.yaml")).unwrap();
+    let o = scan(
+        &["--policy", POLICY, "--format", "json", "-"],
+        &[],
+        &rendered,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let r = records(&o);
+    assert_eq!(r.len(), 4);
+    assert!(
+        r.iter()
+            .all(|r| r["file"] == "-" && r["source"] == "kubernetes")
+    );
+    assert_eq!(one(&r, "-", 25)["image"], "someuser/shop:2.1");
+
+    // `docker compose config` prints the resolved Compose file.
+    let config = b"name: shop\nservices:\n  web:\n    image: nginx:1.27\n";
+    let o = scan(&["--policy", POLICY, "--format", "json", "-"], &[], config);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let r = records(&o);
+    assert_eq!(
+        (&r[0]["source"], &r[0]["line"], &r[0]["image"]),
+        (&"compose".into(), &4.into(), &"nginx:1.27".into())
+    );
+}
+
+#[test]
+fn exit_status_is_zero_when_nothing_is_refused_and_two_on_usage_or_policy_errors() {
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "tests/fixtures/scan/tree/compose/shared",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        out(&o).ends_with("1 file scanned, 1 finding: 0 refused, 1 allowed\n"),
+        "{}",
+        out(&o)
+    );
+
+    let o = scan(
+        &["--policy", POLICY, "tests/fixtures/scan/no-such-dir"],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        err(&o),
+        "error: cannot scan tests/fixtures/scan/no-such-dir: no such file or directory\n"
+    );
+    let o = scan(&["--build-arg", "=x", TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("\"=x\" is not NAME=VALUE"), "{}", err(&o));
+    let o = scan(&["--format", "xml", TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(2));
+
+    let broken = crate::temp_file(
+        "scan-broken-policy.yaml",
+        "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nspec:\n  mode: sometimes\n",
+    );
+    let o = scan(&["--policy", broken.to_str().unwrap(), TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("spec.mode"), "{}", err(&o));
+    assert_eq!(out(&o), "");
+}
+
+#[test]
+fn warn_mode_reports_would_be_refusals_and_exits_zero_but_unparsable_files_still_fail() {
+    let policy = std::fs::read_to_string(POLICY)
+        .unwrap()
+        .replace("mode: enforce", "mode: warn");
+    let policy = crate::temp_file("scan-warn-policy.yaml", &policy);
+    let policy = policy.to_str().unwrap();
+    let o = scan(
+        &[
+            "--policy",
+            policy,
+            "--format",
+            "json",
+            "tests/fixtures/scan/tree/k8s",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let r = records(&o);
+    let shop = one(&r, "rendered.yaml", 25);
+    assert_eq!(
+        (&shop["decision"], &shop["reason"], &shop["mode"]),
+        (
+            &"allow".into(),
+            &"category_not_allowed".into(),
+            &"warn".into()
+        )
+    );
+    let o = scan(
+        &["--policy", policy, "tests/fixtures/scan/tree/malformed"],
+        &[],
+        b"",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a file that cannot be read is refused in every mode"
+    );
+}
+
+/// A copy of the fixture tree in a temporary directory, outside any Git
+/// checkout.
+fn copy_tree(name: &str) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("imagegate-scan-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TREE), &dir);
+    dir
+}
+
+#[test]
+fn symbolic_link_loops_are_reported_and_the_walk_goes_on_outside_a_git_checkout() {
+    let dir = copy_tree("loops");
+    std::os::unix::fs::symlink("..", dir.join("k8s/up")).unwrap();
+    std::os::unix::fs::symlink(".", dir.join("app/self")).unwrap();
+    std::os::unix::fs::symlink("k8s/cronjob.yaml", dir.join("linked-cronjob.yaml")).unwrap();
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let warnings = err(&o);
+    assert!(
+        warnings.lines().filter(|l| l.contains("loop")).count() >= 2,
+        "each loop is reported: {warnings}"
+    );
+    let r = records(&o);
+    // Everything the tree holds is found once, and the linked file under its link's name.
+    let golden: Vec<Value> = std::fs::read_to_string("tests/fixtures/scan/expected.jsonl")
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let without_link: Vec<&Value> = r
+        .iter()
+        .filter(|r| r["file"] != "linked-cronjob.yaml")
+        .collect();
+    assert_eq!(without_link, golden.iter().collect::<Vec<_>>());
+    assert_eq!(
+        one(&r, "linked-cronjob.yaml", 13)["image"],
+        "registry.evil.example/report:1"
+    );
+    // .gitignore is honoured without a Git checkout.
+    assert!(r.iter().all(|r| r["file"] != "ignored/Dockerfile"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_refusal() {
+    let o = scan(&["--policy", POLICY, "--format", "sarif", TREE], &[], b"");
+    assert_eq!(o.status.code(), Some(1));
+    let log: Value = serde_json::from_str(&out(&o)).expect("SARIF is JSON");
+    // The OASIS SARIF 2.1.0 schema (sarif-schema-2.1.0.json, as published by
+    // the SARIF TC and shipped in the serde-sarif crate).
+    // Its `run.language` pattern has a stray `]`, a literal in JavaScript's
+    // regex dialect that Rust's regex engines refuse: escaped here, same meaning.
+    let schema_text = include_str!("../fixtures/sarif-schema-2.1.0.json").replace(
+        r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$""#,
+        r#""^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}\\]?$""#,
+    );
+    let schema: Value = serde_json::from_str(&schema_text).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(false)
+        .build(&schema)
+        .expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let mut broken = log.clone();
+    broken["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] =
+        0.into();
+    assert!(
+        !validator.is_valid(&broken),
+        "the schema check can fail: line 0 is not a SARIF line"
+    );
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for code in [
+        "category_not_allowed",
+        "registry_not_allowed",
+        "unresolved",
+        "parse_error",
+    ] {
+        assert!(rules.contains(&code), "{code} in {rules:?}");
+    }
+    let results = run["results"].as_array().unwrap();
+    let json = records(&scan(
+        &["--policy", POLICY, "--format", "json", TREE],
+        &[],
+        b"",
+    ));
+    let refused = json.iter().filter(|r| r["decision"] == "deny").count();
+    assert_eq!(
+        results.len(),
+        refused,
+        "one result per refusal, none for allowed images"
+    );
+    let cron = results
+        .iter()
+        .find(|r| {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "k8s/cronjob.yaml"
+        })
+        .expect("the CronJob's refusal");
+    assert_eq!(cron["ruleId"], "registry_not_allowed");
+    assert_eq!(
+        rules[cron["ruleIndex"].as_u64().unwrap() as usize],
+        "registry_not_allowed"
+    );
+    assert_eq!(cron["level"], "error");
+    assert_eq!(
+        cron["locations"][0]["physicalLocation"]["region"],
+        serde_json::json!({"startLine": 13, "startColumn": 22})
+    );
+    assert_eq!(
+        cron["message"]["text"],
+        "registry access to registry.evil.example is not allowed: registry.evil.example/report:1"
+    );
+}
