@@ -98,15 +98,8 @@ enum Item {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let policy = match &args.policy {
-        Some(path) => match policy::load(path)? {
-            Ok(p) => p,
-            Err(report) => {
-                style::error(&report);
-                return Ok(EXIT_USAGE);
-            }
-        },
-        None => Policy::default(),
+    let Some(policy) = policy::load_or_default(args.policy.as_deref())? else {
+        return Ok(EXIT_USAGE);
     };
     let mut out = anstream::stdout().lock();
     let mut any_denied = false;

@@ -42,6 +42,22 @@ pub fn load(path: &Path) -> anyhow::Result<Result<Policy, String>> {
     }
 }
 
+/// The policy a command decides with: the file's, or the default (everything
+/// valid allowed) without one. `None` when the file does not load, after its
+/// problems were printed: the command exits 2.
+pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Option<Policy>> {
+    let Some(path) = path else {
+        return Ok(Some(Policy::default()));
+    };
+    match load(path)? {
+        Ok(policy) => Ok(Some(policy)),
+        Err(report) => {
+            style::error(&report);
+            Ok(None)
+        }
+    }
+}
+
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;

@@ -71,15 +71,8 @@ pub struct Totals {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let policy = match &args.policy {
-        Some(path) => match policy::load(path)? {
-            Ok(p) => p,
-            Err(report) => {
-                style::error(&report);
-                return Ok(EXIT_USAGE);
-            }
-        },
-        None => Policy::default(),
+    let Some(policy) = policy::load_or_default(args.policy.as_deref())? else {
+        return Ok(EXIT_USAGE);
     };
     let mut env_file = None;
     for path in &args.env_files {

@@ -14,15 +14,21 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `imagegate ARGS` with `stdin`, from the repository root, without colour.
 pub fn imagegate(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
-        .args(args)
+    imagegate_with(args, stdin, |cmd| {
+        cmd.env_remove("IMAGEGATE_POLICY");
+    })
+}
+
+/// [`imagegate`], with the command's environment set up by `configure`.
+pub fn imagegate_with(args: &[&str], stdin: &[u8], configure: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegate"));
+    cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("IMAGEGATE_POLICY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("imagegate starts");
+        .stderr(Stdio::piped());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("imagegate starts");
     let mut input = child.stdin.take().expect("stdin");
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {

@@ -7,7 +7,7 @@
 //! that is meant to alter them, then review the diff.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -17,28 +17,14 @@ const TREE: &str = "tests/fixtures/scan/tree";
 /// Runs `imagegate scan ARGS` from the repository root with a clean
 /// environment (no Compose variables leak in from the machine), `vars` set.
 fn scan(args: &[&str], vars: &[(&str, &str)], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagegate"));
-    cmd.arg("scan")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("imagegate starts");
-    let mut input = child.stdin.take().expect("stdin");
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let output = child.wait_with_output().expect("imagegate runs");
-    writer.join().expect("stdin writer");
-    output
+    let args: Vec<&str> = std::iter::once("scan")
+        .chain(args.iter().copied())
+        .collect();
+    crate::imagegate_with(&args, stdin, |cmd| {
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(vars.iter().copied());
+    })
 }
 
 fn out(o: &Output) -> String {
