@@ -217,7 +217,7 @@ impl Progress {
             let bar = indicatif::ProgressBar::hidden();
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} scanned {pos} files ({per_sec})",
+                    "{spinner} scanning: {pos} files read in {elapsed}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
