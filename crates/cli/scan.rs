@@ -116,13 +116,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         })
         .collect();
     let refused = findings.iter().any(|f| !f.decision.is_allowed());
-    let mut out = anstream::stdout().lock();
-    match args.format {
-        Format::Text => report::text(&mut out, &findings, &totals)?,
-        Format::Json => report::json(&mut out, &findings)?,
-        Format::Sarif => report::sarif(&mut out, &findings, &paths)?,
+    // Colour (and anstream's stripping of it) is for the text output only.
+    if args.format == Format::Text {
+        let mut out = anstream::stdout().lock();
+        report::text(&mut out, &findings, &totals)?;
+        out.flush()?;
+    } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        match args.format {
+            Format::Sarif => report::sarif(&mut out, &findings, &paths)?,
+            _ => report::json(&mut out, &findings)?,
+        }
+        out.flush()?;
     }
-    out.flush()?;
     Ok(if refused { EXIT_DENIED } else { EXIT_OK })
 }
 
