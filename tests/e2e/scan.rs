@@ -752,3 +752,158 @@ fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_refusal() {
         "registry access to registry.evil.example is not allowed: registry.evil.example/report:1"
     );
 }
+
+/// The directory holding the imagegate binary under test, for PATH.
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_imagegate"))
+        .parent()
+        .expect("the binary's directory")
+        .to_owned()
+}
+
+fn path_with_imagegate() -> String {
+    format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("git")
+        .args(["-c", "user.email=ci@imagegate.test", "-c", "user.name=ci"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn the_github_actions_example_uploads_sarif_and_fails_the_job_on_a_refusal() {
+    let workflow = std::fs::read_to_string("examples/github-actions/imagegate-scan.yml").unwrap();
+    let docs = imagegate_scan::yaml::documents(&workflow).expect("the workflow is YAML");
+    let steps = docs[0].locate("jobs.scan.steps");
+    let imagegate_scan::yaml::Value::Seq(steps) = &steps.value else {
+        panic!("jobs.scan.steps is a list");
+    };
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(name))
+            .unwrap_or_else(|| panic!("a step named {name}"))
+    };
+    let upload = step("Upload to code scanning");
+    assert!(
+        upload
+            .get("uses")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("github/codeql-action/upload-sarif@")
+    );
+    assert_eq!(upload.get("if").unwrap().as_str(), Some("always()"));
+    // The Scan step's script, run as the runner would, in a checkout that
+    // holds the fixture tree and its policy.
+    let script = step("Scan")
+        .get("run")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = copy_tree("actions");
+    std::fs::create_dir_all(dir.join(".imagegate")).unwrap();
+    std::fs::copy(POLICY, dir.join(".imagegate/policy.yaml")).unwrap();
+    let output = dir.join("github-output");
+    let o = std::process::Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(&dir)
+        .env("PATH", path_with_imagegate())
+        .env("GITHUB_OUTPUT", &output)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the step itself succeeds: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "status=1\n");
+    let sarif: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("imagegate.sarif")).unwrap()).unwrap();
+    assert!(!sarif["runs"][0]["results"].as_array().unwrap().is_empty());
+    let fail = step("Fail when an image is refused");
+    assert_eq!(
+        fail.get("if").unwrap().as_str(),
+        Some("steps.scan.outputs.status != '0'")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_pre_commit_hook_refuses_a_commit_that_names_a_refused_image() {
+    let root = std::env::temp_dir().join(format!("imagegate-precommit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // The hook repository: this repository's hook definitions, committed.
+    let hooks = root.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::copy(
+        ".pre-commit-hooks.yaml",
+        hooks.join(".pre-commit-hooks.yaml"),
+    )
+    .unwrap();
+    git(&hooks, &["init", "-q"]);
+    git(&hooks, &["add", "-A"]);
+    git(&hooks, &["commit", "-qm", "hooks"]);
+    let rev = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&hooks)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    // A user's repository, configured as examples/pre-commit-config.yaml says.
+    let user = root.join("user");
+    std::fs::create_dir_all(user.join(".imagegate")).unwrap();
+    std::fs::copy("examples/policy.yaml", user.join(".imagegate/policy.yaml")).unwrap();
+    let config = std::fs::read_to_string("examples/pre-commit-config.yaml")
+        .unwrap()
+        .replace(
+            "https://github.com/imagegate/imagegate",
+            hooks.to_str().unwrap(),
+        )
+        .replace("rev: v0.1.0", &format!("rev: {}", rev.trim()));
+    std::fs::write(user.join(".pre-commit-config.yaml"), config).unwrap();
+    git(&user, &["init", "-q"]);
+    let run = |dockerfile: &str| {
+        std::fs::write(user.join("Dockerfile"), dockerfile).unwrap();
+        git(&user, &["add", "-A"]);
+        std::process::Command::new("pre-commit")
+            .args(["run", "--all-files"])
+            .current_dir(&user)
+            .env("PATH", path_with_imagegate())
+            .env("PRE_COMMIT_HOME", root.join("cache"))
+            .output()
+            .expect("pre-commit runs (scripts/test installs it)")
+    };
+    let o = run("FROM someuser/custom-image:1\n");
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("image access denied: community images not allowed"),
+        "{said}"
+    );
+    let o = run("FROM nginx:1.27\n");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
