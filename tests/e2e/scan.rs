@@ -907,3 +907,52 @@ fn the_pre_commit_hook_refuses_a_commit_that_names_a_refused_image() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn on_a_terminal_the_text_has_colour_and_a_large_tree_shows_progress_on_stderr() {
+    let dir = std::env::temp_dir().join(format!("imagegate-scan-tty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for i in 0..1500 {
+        let sub = dir.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        let image = if i == 0 {
+            "someuser/custom-image:1"
+        } else {
+            "nginx:1.27"
+        };
+        std::fs::write(
+            sub.join(format!("pod{i}.yaml")),
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers:\n    - name: c\n      image: {image}\n"),
+        )
+        .unwrap();
+    }
+    // `script` (util-linux) runs the command on a pseudo-terminal: stdout and
+    // stderr are both terminals, as for a person at a shell.
+    let command = format!(
+        "{} scan --policy {POLICY} {}",
+        env!("CARGO_BIN_EXE_imagegate"),
+        dir.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs");
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{seen}");
+    assert!(
+        seen.contains("\u{1b}[1m\u{1b}[31mDENY \u{1b}[0m someuser/custom-image:1"),
+        "the refusal in bold red: {seen:?}"
+    );
+    assert!(
+        seen.contains("files read in"),
+        "a progress line for 1,500 files"
+    );
+    assert!(
+        seen.contains("1500 files scanned, 1500 findings: 1 refused, 1499 allowed"),
+        "{seen:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
