@@ -167,6 +167,9 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
                     }
                 }
             });
+        } else if files::is_helm_template(path) {
+            // pre-commit passes a chart's templates one by one.
+            totals.helm_templates += 1;
         } else {
             let shown = path.to_string_lossy();
             match files::scan_file(path, &shown, options, Path::new(".")) {

@@ -523,6 +523,25 @@ fn stdin_reads_rendered_manifests_and_compose_config() {
 }
 
 #[test]
+fn a_helm_template_named_on_the_command_line_is_skipped_and_counted() {
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "tests/fixtures/scan/tree/chart/templates/deployment.yaml",
+            "tests/fixtures/scan/tree/k8s/cronjob.yaml",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), "");
+    let text = out(&o);
+    assert!(!text.contains("chart/templates"), "{text}");
+    assert!(text.contains("1 Helm chart template skipped"), "{text}");
+}
+
+#[test]
 fn exit_status_is_zero_when_nothing_is_refused_and_two_on_usage_or_policy_errors() {
     let o = scan(
         &[

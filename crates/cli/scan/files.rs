@@ -110,7 +110,7 @@ fn kind_of(path: &Path) -> Option<Kind> {
 
 /// A Helm chart's templates are Go templates, not YAML: scan them rendered
 /// (`helm template … | imagegate scan -`).
-fn is_helm_template(path: &Path) -> bool {
+pub fn is_helm_template(path: &Path) -> bool {
     path.ancestors().skip(1).any(|dir| {
         dir.file_name() == Some("templates".as_ref()) && dir.with_file_name("Chart.yaml").is_file()
     })
