@@ -13,7 +13,7 @@ use imagegate_core::Decision;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::store::{AuditEvent, Store};
+use crate::store::{AuditEvent, Store, now_ms};
 
 /// Events queued at most; beyond this they are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 10_000;
@@ -202,11 +202,6 @@ async fn write(store: &Arc<dyn Store>, metrics: &Metrics, batch: Vec<AuditEvent>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     metrics.audit_events("dropped_error", n);
-}
-
-fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The log event of one decision.

@@ -11,7 +11,7 @@ use base64::Engine;
 use imagegate_core::Policy;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Org, Role, Store, StoreError, Token, User, now};
+use crate::store::{Org, PolicyChange, Role, Store, StoreError, Token, User, now, now_ms};
 
 /// The prefix of every imagegate personal access token, so secret scanners
 /// and people can recognise one.
@@ -278,6 +278,51 @@ impl Identity {
     /// A user's organisations and roles.
     pub fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, IdentityError> {
         Ok(self.store.memberships(user)?)
+    }
+
+    /// An organisation's members and roles.
+    pub fn members(&self, org: &str) -> Result<Vec<(String, Role)>, IdentityError> {
+        Ok(self.store.members(org)?)
+    }
+
+    /// `user` replaces `org`'s policy with `text` (which must load), and the
+    /// change is recorded with the policy before and after. `what` says which
+    /// part was edited (`policy`, `image_access`, `registry_access`).
+    pub fn change_policy(
+        &self,
+        org: &str,
+        user: &str,
+        what: &str,
+        text: &str,
+    ) -> Result<(), IdentityError> {
+        Policy::load(text).map_err(|e| IdentityError::Policy(e.to_string()))?;
+        let before = self.org(org)?.policy;
+        self.store.change_policy(&PolicyChange {
+            time_ms: now_ms(),
+            org: org.to_owned(),
+            user: user.to_owned(),
+            what: what.to_owned(),
+            before,
+            after: text.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    /// The user a bearer PAT belongs to (the API). `Ok(Err)` when the token
+    /// is unknown, revoked or expired; `Err` when the store cannot say.
+    pub fn bearer(&self, secret: &str) -> Result<Result<Token, SignInError>, IdentityError> {
+        let Some(token) = self.store.token_by_hash(&token_hash(secret))? else {
+            return Ok(Err(SignInError::Invalid));
+        };
+        let at = now();
+        if token.revoked.is_some() {
+            return Ok(Err(SignInError::Revoked));
+        }
+        if token.expires.is_some_and(|e| e <= at) {
+            return Ok(Err(SignInError::Expired));
+        }
+        let _ = self.store.touch_token(&token.id, at);
+        Ok(Ok(token))
     }
 }
 

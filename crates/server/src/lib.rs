@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod api;
 pub mod audit;
 pub mod body;
 pub mod config;
@@ -218,9 +219,11 @@ pub async fn serve(
         audit: auditor.clone(),
     };
     let ready = Arc::new(AtomicBool::new(true));
+    let api = Arc::new(api::Api::new(identity.clone()));
     let gateway = gateway_state(&config, identity, state.metrics.clone(), auditor)?;
     let tokens = gateway.callers.token_service().clone();
     let app = router(state, ready.clone())
+        .merge(api::routes(api))
         .merge(token::http::routes(tokens))
         .merge(gateway::routes(Arc::new(gateway)));
 

@@ -155,6 +155,23 @@ pub struct AuditEvent {
     pub path: Option<String>,
 }
 
+/// A change an owner made to an organisation's policy, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// When, in Unix milliseconds.
+    pub time_ms: i64,
+    /// The organisation.
+    pub org: String,
+    /// Who changed it.
+    pub user: String,
+    /// What was changed: `policy`, `image_access`, `registry_access`, `members`.
+    pub what: String,
+    /// The policy document before.
+    pub before: String,
+    /// The policy document after.
+    pub after: String,
+}
+
 /// Which audit events to read. Image globs are matched by the caller, on
 /// the parsed reference.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -205,6 +222,12 @@ pub trait Store: Send + Sync {
     fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     /// Audit events matching `filter`, oldest first.
     fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// An organisation's members and their roles, by name.
+    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, StoreError>;
+    /// Replaces an organisation's policy and records who changed it, together.
+    fn change_policy(&self, change: &PolicyChange) -> Result<(), StoreError>;
+    /// The latest `limit` changes to an organisation's policy, newest first.
+    fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError>;
 }
 
 /// The migrations, in order; the store records which have run.
@@ -257,6 +280,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_time ON audit(time_ms);
     CREATE INDEX audit_user ON audit(user, time_ms);",
+    // 3: who changed an organisation's policy, and how
+    "CREATE TABLE policy_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        what TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL
+    );
+    CREATE INDEX policy_changes_org ON policy_changes(org, time_ms);",
 ];
 
 /// The embedded SQLite store.
@@ -380,6 +414,12 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
@@ -395,6 +435,19 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
         expires: r.get(6)?,
         revoked: r.get(7)?,
     })
+}
+
+/// Rows of (name, role) from a query over `members` with one parameter.
+fn names_and_roles(c: &Connection, sql: &str, key: &str) -> rusqlite::Result<Vec<(String, Role)>> {
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt.query_map([key], |r| {
+        let role: String = r.get(1)?;
+        Ok((
+            r.get::<_, String>(0)?,
+            Role::parse(&role).unwrap_or(Role::Member),
+        ))
+    })?;
+    rows.collect()
 }
 
 const TOKEN_COLUMNS: &str = "id, user, name, hash, created, last_used, expires, revoked";
@@ -532,16 +585,11 @@ impl Store for SqliteStore {
 
     fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, StoreError> {
         self.with(|c| {
-            let mut stmt =
-                c.prepare("SELECT org, role FROM members WHERE user = ?1 ORDER BY org")?;
-            let rows = stmt.query_map([user], |r| {
-                let role: String = r.get(1)?;
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Role::parse(&role).unwrap_or(Role::Member),
-                ))
-            })?;
-            rows.collect()
+            names_and_roles(
+                c,
+                "SELECT org, role FROM members WHERE user = ?1 ORDER BY org",
+                user,
+            )
         })
     }
 
@@ -650,6 +698,68 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(db)
+    }
+
+    fn members(&self, org: &str) -> Result<Vec<(String, Role)>, StoreError> {
+        self.with(|c| {
+            names_and_roles(
+                c,
+                "SELECT user, role FROM members WHERE org = ?1 ORDER BY user",
+                org,
+            )
+        })
+    }
+
+    fn change_policy(&self, ch: &PolicyChange) -> Result<(), StoreError> {
+        let changed = {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            (|| {
+                let tx = conn.transaction()?;
+                let n = tx.execute(
+                    "UPDATE orgs SET policy = ?2 WHERE name = ?1",
+                    params![ch.org, ch.after],
+                )?;
+                if n == 1 {
+                    tx.execute(
+                        "INSERT INTO policy_changes (time_ms, org, user, what, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![ch.time_ms, ch.org, ch.user, ch.what, ch.before, ch.after],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(n)
+            })()
+        };
+        match changed {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(StoreError::Missing {
+                what: "organisation",
+                name: ch.org.clone(),
+            }),
+            Err(source) => Err(StoreError::Database {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT time_ms, org, user, what, before, after FROM policy_changes WHERE org = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![org, limit], |r| {
+                Ok(PolicyChange {
+                    time_ms: r.get(0)?,
+                    org: r.get(1)?,
+                    user: r.get(2)?,
+                    what: r.get(3)?,
+                    before: r.get(4)?,
+                    after: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
@@ -777,8 +887,46 @@ mod tests {
             s.memberships("alice").unwrap(),
             [("corp".to_owned(), Role::Owner)]
         );
+        assert_eq!(
+            s.members("corp").unwrap(),
+            [("alice".to_owned(), Role::Owner)]
+        );
         assert!(s.remove_member("corp", "alice").unwrap());
         assert!(!s.remove_member("corp", "alice").unwrap());
+        assert!(s.members("corp").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_policy_change_updates_the_policy_and_its_record_together() {
+        let (s, _) = store();
+        s.create_org(&Org {
+            name: "corp".into(),
+            namespaces: vec![],
+            policy: "v1".into(),
+        })
+        .unwrap();
+        for (i, after) in ["v2", "v3"].into_iter().enumerate() {
+            s.change_policy(&PolicyChange {
+                time_ms: i as i64,
+                org: "corp".into(),
+                user: "olga".into(),
+                what: "policy".into(),
+                before: if i == 0 { "v1" } else { "v2" }.into(),
+                after: after.into(),
+            })
+            .unwrap();
+        }
+        assert_eq!(s.org("corp").unwrap().unwrap().policy, "v3");
+        let changes = s.policy_changes("corp", 10).unwrap();
+        let afters: Vec<&str> = changes.iter().map(|c| c.after.as_str()).collect();
+        assert_eq!(afters, ["v3", "v2"], "newest first");
+        assert_eq!(s.policy_changes("corp", 1).unwrap().len(), 1);
+        let missing = s.change_policy(&PolicyChange {
+            org: "nosuch".into(),
+            ..changes[0].clone()
+        });
+        assert!(matches!(missing, Err(StoreError::Missing { .. })));
+        assert!(s.policy_changes("nosuch", 10).unwrap().is_empty());
     }
 
     #[test]

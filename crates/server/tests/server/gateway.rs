@@ -553,6 +553,44 @@ async fn policy_and_membership_changes_apply_within_a_second() {
 }
 
 #[tokio::test]
+async fn an_owner_allowing_community_images_through_the_api_opens_the_gateway_within_a_second() {
+    let s = setup();
+    let token = s.token(Some(("alice", &s.alice)), "someuser/custom-image");
+    let path = "/v2/someuser/custom-image/manifests/latest";
+    let (status, _, body) = s.send(Method::GET, path, Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(&body).1,
+        "image access denied: community images not allowed"
+    );
+    let api = imagegate_server::api::routes(Arc::new(imagegate_server::api::Api::new(
+        s.identity.clone(),
+    )));
+    let update = serde_json::json!({"enabled": true, "categories": {"official": true, "verified_publisher": true, "community": true}});
+    let response = api
+        .oneshot(
+            Request::put("/api/v1/orgs/corp/image-access")
+                .header("authorization", format!("Bearer {}", s.olga))
+                .header("content-type", "application/json")
+                .body(Body::from(update.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::sleep(
+        imagegate_server::gateway::caller::REFRESH + std::time::Duration::from_millis(100),
+    )
+    .await;
+    let (status, _, _) = s.send(Method::GET, path, Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "now allowed: the upstream is asked"
+    );
+}
+
+#[tokio::test]
 async fn warn_mode_allows_and_says_what_would_have_been_refused() {
     let s = setup();
     s.identity

@@ -1,6 +1,7 @@
 //! imagegate-server's in-process tests: the router answered with
 //! `Router::oneshot`, against golden requests shaped like kube-apiserver's.
 
+mod api;
 mod bad_input;
 mod deploy;
 mod gateway;

@@ -1,0 +1,175 @@
+//! The REST API under `/api/v1`: organisations, their policy, image access,
+//! registry access, members and the record of policy changes, with the same
+//! owner/member permissions as the console. Callers sign in with a personal
+//! access token as a Bearer token. The OpenAPI document at
+//! `/api/v1/openapi.json` is generated from these handlers (utoipa), so the
+//! spec cannot drift from the code.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::identity::{Identity, SignInError};
+use crate::store::Role;
+
+mod error;
+mod orgs;
+
+pub use error::{ApiError, ErrorBody, ProblemDetail};
+
+/// What the API's handlers share.
+pub struct Api {
+    identity: Identity,
+}
+
+impl Api {
+    /// The API over `identity`'s store.
+    pub fn new(identity: Identity) -> Api {
+        Api { identity }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "imagegate API",
+        description = "Image access, registry access and policy for organisations; the same actions as the console."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A personal access token (igpat_…)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The router and the OpenAPI document it was built from.
+fn parts(api: Arc<Api>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(orgs::me))
+        .routes(routes!(orgs::org))
+        .routes(routes!(orgs::get_policy, orgs::put_policy))
+        .routes(routes!(orgs::get_image_access, orgs::put_image_access))
+        .routes(routes!(
+            orgs::get_registry_access,
+            orgs::put_registry_access
+        ))
+        .routes(routes!(orgs::members))
+        .routes(routes!(orgs::changes))
+        .with_state(api)
+        .split_for_parts();
+    (router, doc)
+}
+
+/// `/api/v1/...` and `/api/v1/openapi.json`.
+pub fn routes(api: Arc<Api>) -> Router {
+    let (router, doc) = parts(api);
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route(
+            "/api/v1/{*rest}",
+            axum::routing::any(|| async { ApiError::not_found("no such API path") }),
+        )
+}
+
+/// The signed-in caller.
+pub struct Caller {
+    /// The username.
+    pub user: String,
+}
+
+impl FromRequestParts<Arc<Api>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Caller, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "sign in: send a personal access token as Authorization: Bearer igpat_…",
+            ));
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("the API takes Authorization: Bearer <token>"))?;
+        match api.identity.bearer(secret) {
+            Ok(Ok(token)) => Ok(Caller { user: token.user }),
+            Ok(Err(SignInError::Invalid)) => {
+                Err(ApiError::unauthorized("invalid personal access token"))
+            }
+            Ok(Err(e)) => Err(ApiError::unauthorized(e.to_string())),
+            Err(e) => Err(ApiError::unavailable(&e)),
+        }
+    }
+}
+
+impl Caller {
+    /// The caller's role in `org`. A caller who is not a member gets 404, as
+    /// for an organisation that does not exist: other organisations' names
+    /// are not disclosed.
+    fn role_in(&self, api: &Api, org: &str) -> Result<Role, ApiError> {
+        let memberships = api.identity.memberships(&self.user)?;
+        memberships
+            .into_iter()
+            .find(|(o, _)| o == org)
+            .map(|(_, role)| role)
+            .ok_or_else(|| ApiError::not_found(format!("organisation {org} not found")))
+    }
+
+    /// As [`Caller::role_in`], refusing members: only owners change things.
+    fn owner_of(&self, api: &Api, org: &str, what: &str) -> Result<(), ApiError> {
+        match self.role_in(api, org)? {
+            Role::Owner => Ok(()),
+            Role::Member => Err(ApiError::forbidden(format!(
+                "only owners of {org} can change its {what}; members see it read-only"
+            ))),
+        }
+    }
+}
+
+/// A JSON body whose rejections are the API's error shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Api>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<Api>) -> Result<Body<T>, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}

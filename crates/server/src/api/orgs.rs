@@ -1,0 +1,541 @@
+//! Organisations: who the caller is, an organisation's policy as a whole,
+//! its image access and registry access as structured settings, its members,
+//! and the record of changes. Members read; owners change. Each change goes
+//! through `Identity::change_policy`, which records it with the policy before
+//! and after; the gateway and the admission doors pick it up within a second.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use imagegate_core::Policy;
+use imagegate_core::dockerhub::Category;
+use imagegate_core::pattern::RegistryScope;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Api, ApiError, Body, Caller, ErrorBody, ProblemDetail};
+use crate::store::Role;
+
+/// The caller and their organisations.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// The username.
+    user: String,
+    /// Each organisation the caller belongs to, by name.
+    organisations: Vec<Membership>,
+}
+
+/// A user's place in an organisation.
+#[derive(Serialize, ToSchema)]
+pub struct Membership {
+    /// The organisation (in `/me`) or the user (in `/members`).
+    name: String,
+    /// `owner` or `member`.
+    role: &'static str,
+}
+
+/// An organisation as its members see it.
+#[derive(Serialize, ToSchema)]
+pub struct OrgView {
+    /// Its name.
+    name: String,
+    /// Its Docker Hub namespaces ("Organization images").
+    namespaces: Vec<String>,
+    /// The caller's role.
+    role: &'static str,
+}
+
+/// The whole policy document.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyView {
+    /// The organisation.
+    org: String,
+    /// The policy, as YAML.
+    yaml: String,
+    /// Whether the caller may change it (owners).
+    editable: bool,
+}
+
+/// A new policy document.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    /// The policy, as YAML (or JSON).
+    yaml: String,
+}
+
+/// Image access: which Docker Hub categories members may pull.
+#[derive(Serialize, ToSchema)]
+pub struct ImageAccessView {
+    /// The organisation.
+    org: String,
+    /// Whether image access restrictions are on (off: every category is allowed).
+    enabled: bool,
+    /// The categories allowed when on. Organization images are always allowed.
+    categories: Categories,
+    /// Docker Hub namespaces whose images are Organization images.
+    organization_namespaces: Vec<String>,
+    /// Namespaces treated as Docker Verified Publishers.
+    verified_publishers: Vec<String>,
+    /// Whether the caller may change it (owners).
+    editable: bool,
+}
+
+/// One switch per category.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Categories {
+    /// Organization images: always allowed (`false` is refused).
+    #[serde(default = "always")]
+    organization: bool,
+    /// Docker Official Images.
+    official: bool,
+    /// Docker Verified Publisher images.
+    verified_publisher: bool,
+    /// Community images.
+    community: bool,
+}
+
+fn always() -> bool {
+    true
+}
+
+/// New image access settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageAccessUpdate {
+    /// Whether image access restrictions are on.
+    enabled: bool,
+    /// The categories allowed when on.
+    categories: Categories,
+    /// Replaces the organisation namespaces, when given.
+    #[serde(default)]
+    organization_namespaces: Option<Vec<String>>,
+    /// Replaces the verified publishers, when given.
+    #[serde(default)]
+    verified_publishers: Option<Vec<String>>,
+}
+
+/// Registry access: the registries members may pull from.
+#[derive(Serialize, ToSchema)]
+pub struct RegistryAccessView {
+    /// The organisation.
+    org: String,
+    /// Whether the allow-list applies.
+    enabled: bool,
+    /// Registries (`ghcr.io`), registry paths (`ghcr.io/corp`) or wildcards (`*.corp.example`).
+    allow: Vec<String>,
+    /// Whether the caller may change it (owners).
+    editable: bool,
+}
+
+/// New registry access settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAccessUpdate {
+    /// Whether the allow-list applies.
+    enabled: bool,
+    /// The allowed registries, each checked with the policy's pattern rules.
+    allow: Vec<String>,
+}
+
+/// A change to an organisation's policy.
+#[derive(Serialize, ToSchema)]
+pub struct ChangeView {
+    /// When, RFC 3339.
+    time: String,
+    /// Who.
+    user: String,
+    /// What: `policy`, `image_access`, `registry_access`.
+    what: String,
+    /// The policy before.
+    before: String,
+    /// The policy after.
+    after: String,
+}
+
+/// How many changes to list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// At most this many, newest first (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+fn role_name(role: Role) -> &'static str {
+    role.as_str()
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "identity",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The signed-in user and their organisations.
+pub async fn me(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let organisations = api
+        .identity
+        .memberships(&caller.user)?
+        .into_iter()
+        .map(|(name, role)| Membership {
+            name,
+            role: role_name(role),
+        })
+        .collect();
+    Ok(Json(Me {
+        user: caller.user,
+        organisations,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "organisations",
+    params(("org" = String, Path, description = "organisation name")),
+    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// An organisation the caller belongs to.
+pub async fn org(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<OrgView>, ApiError> {
+    let role = caller.role_in(&api, &org)?;
+    let o = api.identity.org(&org)?;
+    Ok(Json(OrgView {
+        name: o.name,
+        namespaces: o.namespaces,
+        role: role_name(role),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/policy", tag = "policy",
+    params(("org" = String, Path, description = "organisation name")),
+    responses((status = 200, body = PolicyView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The organisation's whole policy, as YAML.
+pub async fn get_policy(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let role = caller.role_in(&api, &org)?;
+    policy_view(&api, &org, role)
+}
+
+fn policy_view(api: &Api, org: &str, role: Role) -> Result<Json<PolicyView>, ApiError> {
+    Ok(Json(PolicyView {
+        org: org.to_owned(),
+        yaml: api.identity.org(org)?.policy,
+        editable: role == Role::Owner,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/policy", tag = "policy",
+    params(("org" = String, Path, description = "organisation name")),
+    request_body = PolicyUpdate,
+    responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Replaces the policy (owners). A policy that does not load is refused
+/// with each problem's path, line and column.
+pub async fn put_policy(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(update): Body<PolicyUpdate>,
+) -> Result<Json<PolicyView>, ApiError> {
+    caller.owner_of(&api, &org, "policy")?;
+    change(&api, &org, &caller.user, "policy", &update.yaml)?;
+    policy_view(&api, &org, Role::Owner)
+}
+
+/// Checks that `text` loads (each problem with its place), then records it.
+fn change(api: &Api, org: &str, user: &str, what: &str, text: &str) -> Result<(), ApiError> {
+    if let Err(errors) = Policy::load(text) {
+        let details = errors
+            .0
+            .into_iter()
+            .map(|e| ProblemDetail {
+                path: e.path,
+                line: (e.line > 0).then_some(e.line),
+                column: (e.column > 0).then_some(e.column),
+                message: e.message,
+            })
+            .collect();
+        return Err(ApiError::invalid("the policy does not load").with_details(details));
+    }
+    api.identity.change_policy(org, user, what, text)?;
+    Ok(())
+}
+
+/// The stored policy as a JSON value, to read or edit one part of it.
+fn document(api: &Api, org: &str) -> Result<(Value, Policy), ApiError> {
+    let text = api.identity.org(org)?.policy;
+    let policy = Policy::load(&text).map_err(|e| {
+        ApiError::unavailable(&format!("the stored policy of {org} does not load: {e}"))
+    })?;
+    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
+        ApiError::unavailable(&format!("the stored policy of {org} is not YAML: {e}"))
+    })?;
+    Ok((doc, policy))
+}
+
+/// Writes one part of the policy and records the change.
+fn edit(
+    api: &Api,
+    org: &str,
+    user: &str,
+    what: &str,
+    mut doc: Value,
+    key: &str,
+    part: Value,
+) -> Result<(), ApiError> {
+    if !doc.get("spec").is_some_and(Value::is_object) {
+        doc["spec"] = Value::Object(serde_json::Map::new());
+    }
+    doc["spec"][key] = part;
+    let text = serde_saphyr::to_string(&doc).map_err(|e| {
+        ApiError::unavailable(&format!("the policy cannot be written as YAML: {e}"))
+    })?;
+    change(api, org, user, what, &text)
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/image-access", tag = "image access",
+    params(("org" = String, Path, description = "organisation name")),
+    responses((status = 200, body = ImageAccessView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Image access: the switch, one box per Docker Hub category, the
+/// organisation's namespaces and the verified publishers.
+pub async fn get_image_access(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<ImageAccessView>, ApiError> {
+    let role = caller.role_in(&api, &org)?;
+    image_access_view(&api, &org, role)
+}
+
+fn image_access_view(api: &Api, org: &str, role: Role) -> Result<Json<ImageAccessView>, ApiError> {
+    let (doc, policy) = document(api, org)?;
+    let allowed = policy.image_access.allowed();
+    let ia = doc.get("spec").and_then(|s| s.get("imageAccess"));
+    Ok(Json(ImageAccessView {
+        org: org.to_owned(),
+        enabled: policy.image_access.enabled,
+        categories: Categories {
+            organization: true,
+            official: allowed.contains(&Category::Official),
+            verified_publisher: allowed.contains(&Category::VerifiedPublisher),
+            community: allowed.contains(&Category::Community),
+        },
+        organization_namespaces: strings(ia.and_then(|i| i.get("organizationNamespaces"))),
+        verified_publishers: strings(ia.and_then(|i| i.get("verifiedPublishers"))),
+        editable: role == Role::Owner,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/image-access", tag = "image access",
+    params(("org" = String, Path, description = "organisation name")),
+    request_body = ImageAccessUpdate,
+    responses((status = 200, body = ImageAccessView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Changes image access (owners): on or off, and which categories.
+pub async fn put_image_access(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(update): Body<ImageAccessUpdate>,
+) -> Result<Json<ImageAccessView>, ApiError> {
+    caller.owner_of(&api, &org, "image access")?;
+    if !update.categories.organization {
+        return Err(ApiError::invalid(
+            "organization images are always allowed: categories.organization cannot be false",
+        ));
+    }
+    let (doc, _) = document(&api, &org)?;
+    let old = doc.get("spec").and_then(|s| s.get("imageAccess"));
+    let c = &update.categories;
+    let allow: Vec<&str> = [
+        (true, Category::Organization),
+        (c.official, Category::Official),
+        (c.verified_publisher, Category::VerifiedPublisher),
+        (c.community, Category::Community),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, cat)| cat.code())
+    .collect();
+    let namespaces = update
+        .organization_namespaces
+        .unwrap_or_else(|| strings(old.and_then(|i| i.get("organizationNamespaces"))));
+    let publishers = update
+        .verified_publishers
+        .unwrap_or_else(|| strings(old.and_then(|i| i.get("verifiedPublishers"))));
+    let part = serde_json::json!({
+        "enabled": update.enabled,
+        "allow": allow,
+        "organizationNamespaces": namespaces,
+        "verifiedPublishers": publishers,
+    });
+    edit(
+        &api,
+        &org,
+        &caller.user,
+        "image_access",
+        doc,
+        "imageAccess",
+        part,
+    )?;
+    image_access_view(&api, &org, Role::Owner)
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/registry-access", tag = "registry access",
+    params(("org" = String, Path, description = "organisation name")),
+    responses((status = 200, body = RegistryAccessView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Registry access: the switch and the allowed registries.
+pub async fn get_registry_access(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<RegistryAccessView>, ApiError> {
+    let role = caller.role_in(&api, &org)?;
+    registry_access_view(&api, &org, role)
+}
+
+fn registry_access_view(
+    api: &Api,
+    org: &str,
+    role: Role,
+) -> Result<Json<RegistryAccessView>, ApiError> {
+    let (doc, policy) = document(api, org)?;
+    let ra = doc.get("spec").and_then(|s| s.get("registryAccess"));
+    Ok(Json(RegistryAccessView {
+        org: org.to_owned(),
+        enabled: policy.registry_access.is_some(),
+        allow: strings(ra.and_then(|r| r.get("allow"))),
+        editable: role == Role::Owner,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/registry-access", tag = "registry access",
+    params(("org" = String, Path, description = "organisation name")),
+    request_body = RegistryAccessUpdate,
+    responses((status = 200, body = RegistryAccessView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Changes registry access (owners). Each entry is checked with the
+/// policy's registry pattern rules; a bad one is refused by its index.
+pub async fn put_registry_access(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Body(update): Body<RegistryAccessUpdate>,
+) -> Result<Json<RegistryAccessView>, ApiError> {
+    caller.owner_of(&api, &org, "registry access")?;
+    let details: Vec<ProblemDetail> = update
+        .allow
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            RegistryScope::parse(entry).err().map(|e| ProblemDetail {
+                path: format!("allow[{i}]"),
+                line: None,
+                column: None,
+                message: e.to_string(),
+            })
+        })
+        .collect();
+    if !details.is_empty() {
+        return Err(ApiError::invalid("an allowed registry is not valid").with_details(details));
+    }
+    let (doc, _) = document(&api, &org)?;
+    let part = serde_json::json!({"enabled": update.enabled, "allow": update.allow});
+    edit(
+        &api,
+        &org,
+        &caller.user,
+        "registry_access",
+        doc,
+        "registryAccess",
+        part,
+    )?;
+    registry_access_view(&api, &org, Role::Owner)
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "members",
+    params(("org" = String, Path, description = "organisation name")),
+    responses((status = 200, body = Vec<Membership>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// The organisation's members and their roles, by name.
+pub async fn members(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<Membership>>, ApiError> {
+    caller.role_in(&api, &org)?;
+    Ok(Json(
+        api.identity
+            .members(&org)?
+            .into_iter()
+            .map(|(name, role)| Membership {
+                name,
+                role: role_name(role),
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/changes", tag = "policy",
+    params(("org" = String, Path, description = "organisation name"), ChangesQuery),
+    responses((status = 200, body = Vec<ChangeView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Who changed the policy, when, and how: newest first.
+pub async fn changes(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(query): Query<ChangesQuery>,
+) -> Result<Json<Vec<ChangeView>>, ApiError> {
+    caller.role_in(&api, &org)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let changes = api
+        .identity
+        .store()
+        .policy_changes(&org, limit)
+        .map_err(|e| ApiError::unavailable(&e))?;
+    Ok(Json(
+        changes
+            .into_iter()
+            .map(|c| ChangeView {
+                time: rfc3339(c.time_ms),
+                user: c.user,
+                what: c.what,
+                before: c.before,
+                after: c.after,
+            })
+            .collect(),
+    ))
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

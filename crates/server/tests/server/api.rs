@@ -1,0 +1,445 @@
+//! The REST API under /api/v1, answered in process: Bearer PATs, the error
+//! shape, owner/member permissions, cross-organisation refusals, structured
+//! image and registry access edits, the record of changes, and the OpenAPI
+//! document covering every route.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use imagegate_server::api::{self, Api};
+use imagegate_server::identity::Identity;
+use imagegate_server::store::{Role, SqliteStore, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Setup {
+    app: Router,
+    identity: Identity,
+    /// Owner of corp.
+    olga: String,
+    /// Member of corp.
+    alice: String,
+    /// Owner of rival, in no way part of corp.
+    rita: String,
+}
+
+fn setup() -> Setup {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let dir = std::env::temp_dir().join(format!("imagegate-api-{}", u64::from_le_bytes(b)));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+    let identity = Identity::new(store.clone());
+    identity.create_org("corp", &["corp".to_owned()]).unwrap();
+    identity.create_org("rival", &["rival".to_owned()]).unwrap();
+    let mut pats = Vec::new();
+    for (user, org, role) in [
+        ("olga", "corp", Role::Owner),
+        ("alice", "corp", Role::Member),
+        ("rita", "rival", Role::Owner),
+    ] {
+        identity.create_user(user, "correct horse battery").unwrap();
+        store.set_member(org, user, role).unwrap();
+        pats.push(identity.create_token(user, "api", None).unwrap().secret);
+    }
+    let [olga, alice, rita] = <[String; 3]>::try_from(pats).unwrap();
+    Setup {
+        app: api::routes(Arc::new(Api::new(identity.clone()))),
+        identity,
+        olga,
+        alice,
+        rita,
+    }
+}
+
+impl Setup {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let www = response.headers().get("www-authenticate").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(www.unwrap(), r#"Bearer realm="imagegate""#);
+        }
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(token), Some(&body.to_string()))
+            .await
+    }
+}
+
+fn error(body: &Value) -> (&str, &str) {
+    (
+        body["error"]["code"].as_str().unwrap_or_default(),
+        body["error"]["message"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn the_api_takes_a_personal_access_token_as_bearer_and_says_who_you_are() {
+    let s = setup();
+    let (status, me) = s.get("/api/v1/me", &s.olga).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        me,
+        json!({"user": "olga", "organisations": [{"name": "corp", "role": "owner"}]})
+    );
+
+    let (status, body) = s.call(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error(&body).0, "unauthorized");
+    let (status, body) = s.get("/api/v1/me", "igpat_not-a-real-token").await;
+    assert_eq!(
+        (status, error(&body)),
+        (
+            StatusCode::UNAUTHORIZED,
+            ("unauthorized", "invalid personal access token")
+        )
+    );
+    // The account password is no bearer token.
+    let (status, _) = s.get("/api/v1/me", "correct horse battery").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A revoked token stops working at once.
+    let id = s.identity.store().tokens("alice").unwrap()[0].id.clone();
+    s.identity.revoke_token("alice", &id).unwrap();
+    let (status, body) = s.get("/api/v1/me", &s.alice).await;
+    assert_eq!(
+        (status, error(&body).1),
+        (
+            StatusCode::UNAUTHORIZED,
+            "this personal access token was revoked"
+        )
+    );
+}
+
+#[tokio::test]
+async fn members_see_image_access_read_only_and_their_changes_are_refused() {
+    let s = setup();
+    let (status, view) = s.get("/api/v1/orgs/corp/image-access", &s.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        view,
+        json!({
+            "org": "corp",
+            "enabled": false,
+            "categories": {"organization": true, "official": true, "verified_publisher": true, "community": false},
+            "organization_namespaces": ["corp"],
+            "verified_publishers": [],
+            "editable": false
+        }),
+        "off by default; when switched on, community is off"
+    );
+    let before = s.identity.org("corp").unwrap().policy;
+    let update = json!({"enabled": true, "categories": {"official": true, "verified_publisher": true, "community": true}});
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/image-access", &s.alice, update.clone())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error(&body),
+        (
+            "forbidden",
+            "only owners of corp can change its image access; members see it read-only"
+        )
+    );
+    for (path, body) in [
+        (
+            "/api/v1/orgs/corp/registry-access",
+            json!({"enabled": true, "allow": ["docker.io"]}),
+        ),
+        ("/api/v1/orgs/corp/policy", json!({"yaml": before.clone()})),
+    ] {
+        let (status, _) = s.put(path, &s.alice, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(
+        s.identity.org("corp").unwrap().policy,
+        before,
+        "nothing changed"
+    );
+    assert!(
+        s.identity
+            .store()
+            .policy_changes("corp", 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_owner_switches_image_access_on_and_the_policy_and_the_record_follow() {
+    let s = setup();
+    let update = json!({"enabled": true, "categories": {"official": true, "verified_publisher": false, "community": false}, "verified_publishers": ["bitnami"]});
+    let (status, view) = s
+        .put("/api/v1/orgs/corp/image-access", &s.olga, update)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["enabled"], true);
+    assert_eq!(
+        view["categories"],
+        json!({"organization": true, "official": true, "verified_publisher": false, "community": false})
+    );
+    assert_eq!(view["verified_publishers"], json!(["bitnami"]));
+    assert_eq!(
+        view["organization_namespaces"],
+        json!(["corp"]),
+        "kept when not given"
+    );
+    // The stored policy decides accordingly.
+    let policy = imagegate_core::Policy::load(&s.identity.org("corp").unwrap().policy).unwrap();
+    let decide = |image: &str| {
+        imagegate_core::decide(
+            &policy,
+            &imagegate_core::Input {
+                image,
+                namespace: None,
+                user: None,
+                break_glass: false,
+                owner: false,
+            },
+        )
+    };
+    assert_eq!(
+        decide("someuser/custom-image:1").message,
+        "image access denied: community images not allowed"
+    );
+    assert_eq!(
+        decide("bitnami/redis:7").message,
+        "image access denied: verified publisher images not allowed"
+    );
+    assert!(decide("corp/app:1").is_allowed());
+    assert!(decide("nginx:1.27").is_allowed());
+    // The change is recorded: who, what, before and after.
+    let (status, changes) = s.get("/api/v1/orgs/corp/changes", &s.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let changes = changes.as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (&changes[0]["user"], &changes[0]["what"]),
+        (&json!("olga"), &json!("image_access"))
+    );
+    assert!(
+        changes[0]["before"]
+            .as_str()
+            .unwrap()
+            .contains("enabled: false")
+    );
+    assert!(
+        changes[0]["after"]
+            .as_str()
+            .unwrap()
+            .contains("enabled: true")
+    );
+    // Organisation images cannot be switched off.
+    let off = json!({"enabled": true, "categories": {"organization": false, "official": true, "verified_publisher": true, "community": false}});
+    let (status, body) = s.put("/api/v1/orgs/corp/image-access", &s.olga, off).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error(&body).0, "invalid");
+}
+
+#[tokio::test]
+async fn registry_access_entries_are_checked_with_the_policy_pattern_rules() {
+    let s = setup();
+    let bad = json!({"enabled": true, "allow": ["docker.io", "ghcr.io/Corp", "ghcr.io/corp"]});
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/registry-access", &s.olga, bad)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["path"], "allow[1]");
+    assert!(
+        body["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ghcr.io/Corp")
+    );
+    assert_eq!(body["error"]["details"].as_array().unwrap().len(), 1);
+
+    let good = json!({"enabled": true, "allow": ["docker.io", "ghcr.io/corp"]});
+    let (status, view) = s
+        .put("/api/v1/orgs/corp/registry-access", &s.olga, good)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        view,
+        json!({"org": "corp", "enabled": true, "allow": ["docker.io", "ghcr.io/corp"], "editable": true})
+    );
+    let policy = imagegate_core::Policy::load(&s.identity.org("corp").unwrap().policy).unwrap();
+    let d = imagegate_core::decide(
+        &policy,
+        &imagegate_core::Input {
+            image: "ghcr.io/corporate/app:1",
+            namespace: None,
+            user: None,
+            break_glass: false,
+            owner: false,
+        },
+    );
+    assert_eq!(d.message, "registry access to ghcr.io is not allowed");
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_load_is_refused_with_each_problem_and_where() {
+    let s = setup();
+    let broken = "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata:\n  name: corp\nspec:\n  mode: sometimes\n";
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/policy", &s.olga, json!({"yaml": broken}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error(&body), ("invalid", "the policy does not load"));
+    let detail = &body["error"]["details"][0];
+    assert_eq!(
+        (&detail["path"], &detail["line"]),
+        (&json!("spec.mode"), &json!(6))
+    );
+
+    let good = broken.replace("sometimes", "warn");
+    let (status, view) = s
+        .put("/api/v1/orgs/corp/policy", &s.olga, json!({"yaml": good}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["yaml"], good);
+    assert_eq!(view["editable"], true);
+    let (_, view) = s.get("/api/v1/orgs/corp/policy", &s.alice).await;
+    assert_eq!(
+        (&view["yaml"], &view["editable"]),
+        (&json!(good), &json!(false))
+    );
+}
+
+#[tokio::test]
+async fn another_organisations_owner_can_neither_see_nor_touch_it() {
+    let s = setup();
+    for path in [
+        "/api/v1/orgs/corp",
+        "/api/v1/orgs/corp/policy",
+        "/api/v1/orgs/corp/image-access",
+        "/api/v1/orgs/corp/registry-access",
+        "/api/v1/orgs/corp/members",
+        "/api/v1/orgs/corp/changes",
+    ] {
+        let (status, body) = s.get(path, &s.rita).await;
+        assert_eq!(
+            (status, error(&body)),
+            (
+                StatusCode::NOT_FOUND,
+                ("not_found", "organisation corp not found")
+            ),
+            "{path}"
+        );
+    }
+    let update = json!({"enabled": true, "categories": {"official": true, "verified_publisher": true, "community": true}});
+    let (status, _) = s
+        .put("/api/v1/orgs/corp/image-access", &s.rita, update)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Exactly as for an organisation that does not exist.
+    let (status, body) = s.get("/api/v1/orgs/nosuch", &s.rita).await;
+    assert_eq!(
+        (status, error(&body).1),
+        (StatusCode::NOT_FOUND, "organisation nosuch not found")
+    );
+    let (status, members) = s.get("/api/v1/orgs/corp/members", &s.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        members,
+        json!([{"name": "alice", "role": "member"}, {"name": "olga", "role": "owner"}])
+    );
+}
+
+#[tokio::test]
+async fn bad_bodies_and_unknown_paths_are_answered_in_the_api_error_shape() {
+    let s = setup();
+    let path = "/api/v1/orgs/corp/image-access";
+    for body in [
+        "{not json",
+        r#"{"enabled": "yes", "categories": {}}"#,
+        r#"{"enabled": true, "categories": {"official": true, "verified_publisher": true, "community": false}, "extra": 1}"#,
+    ] {
+        let (status, value) = s.call(Method::PUT, path, Some(&s.olga), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error(&value).0, "bad_request");
+        assert!(!error(&value).1.is_empty());
+    }
+    let (status, value) = s.get("/api/v1/no/such/thing", &s.olga).await;
+    assert_eq!(
+        (status, error(&value).0),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_with_bearer_security() {
+    let s = setup();
+    let (status, doc) = s
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut operations: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations.push(format!("{} {path}", method.to_uppercase()));
+            assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} documents 401"
+            );
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "GET /api/v1/me",
+            "GET /api/v1/orgs/{org}",
+            "GET /api/v1/orgs/{org}/changes",
+            "GET /api/v1/orgs/{org}/image-access",
+            "GET /api/v1/orgs/{org}/members",
+            "GET /api/v1/orgs/{org}/policy",
+            "GET /api/v1/orgs/{org}/registry-access",
+            "PUT /api/v1/orgs/{org}/image-access",
+            "PUT /api/v1/orgs/{org}/policy",
+            "PUT /api/v1/orgs/{org}/registry-access",
+        ]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // Every documented operation is served: none answers "no such API path".
+    for op in &operations {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path.replace("{org}", "corp");
+        let body = (method == "PUT").then_some("{}");
+        let (status, value) = s
+            .call(method.parse().unwrap(), &path, Some(&s.olga), body)
+            .await;
+        assert_ne!(error(&value).1, "no such API path", "{op}: {status}");
+    }
+}
