@@ -3,11 +3,10 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
-use imagegate_core::Reference;
+use anyhow::bail;
 use imagegate_core::pattern::ImagePattern;
-use imagegate_server::store::{AuditEvent, AuditFilter};
-use serde::Serialize;
+use imagegate_server::audit::{FIELDS, Record as Row, parse_time, rfc3339};
+use imagegate_server::store::AuditFilter;
 
 use crate::EXIT_OK;
 use crate::admin::StoreArgs;
@@ -25,6 +24,9 @@ pub struct Args {
     /// Events of this user (or Kubernetes identity) only.
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Events decided under this organisation's policy only.
+    #[arg(long, value_name = "ORG")]
+    org: Option<String>,
     /// Events at this door only (gateway, admission, imagepolicy).
     #[arg(long, value_name = "DOOR")]
     door: Option<String>,
@@ -56,108 +58,18 @@ enum Format {
     Csv,
 }
 
-/// The printed fields, in order: [`Row`]'s, for a CSV header with no rows.
-const FIELDS: [&str; 15] = [
-    "time",
-    "door",
-    "org",
-    "user",
-    "source",
-    "image",
-    "input",
-    "category",
-    "decision",
-    "reason",
-    "mode",
-    "message",
-    "namespace",
-    "request",
-    "path",
-];
-
-/// One event as printed: these field names are the JSON and CSV contract.
-#[derive(Serialize)]
-struct Row<'a> {
-    time: String,
-    door: &'a str,
-    org: Option<&'a str>,
-    user: Option<&'a str>,
-    source: Option<&'a str>,
-    image: &'a str,
-    input: &'a str,
-    category: Option<&'a str>,
-    decision: &'a str,
-    reason: &'a str,
-    mode: &'a str,
-    message: &'a str,
-    namespace: Option<&'a str>,
-    request: Option<&'a str>,
-    path: Option<&'a str>,
-}
-
-impl<'a> Row<'a> {
-    fn of(e: &'a AuditEvent) -> Row<'a> {
-        Row {
-            time: rfc3339(e.time_ms),
-            door: &e.door,
-            org: e.org.as_deref(),
-            user: e.user.as_deref(),
-            source: e.source.as_deref(),
-            image: &e.image,
-            input: &e.input,
-            category: e.category.as_deref(),
-            decision: &e.decision,
-            reason: &e.reason,
-            mode: &e.mode,
-            message: &e.message,
-            namespace: e.namespace.as_deref(),
-            request: e.request.as_deref(),
-            path: e.path.as_deref(),
-        }
-    }
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&f).unwrap_or_default()
-}
-
-/// Parses `--since`/`--until`: RFC 3339, or `<N>s|m|h|d` ago.
-fn parse_time(flag: &str, text: &str, now_ms: i64) -> anyhow::Result<i64> {
-    if let Some(unit) = text.chars().last().filter(|c| "smhd".contains(*c))
-        && let Ok(n) = text[..text.len() - 1].parse::<i64>()
-    {
-        let seconds = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => 86_400,
-        };
-        return Ok(now_ms.saturating_sub(n.saturating_mul(seconds).saturating_mul(1000)));
-    }
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| {
-            format!("{flag} {text:?}: expected RFC 3339 (2026-11-23T10:00:00Z) or a duration ago (15m, 2h, 7d)")
-        })?;
-    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX);
     let since_ms = args
         .since
         .as_deref()
-        .map(|t| parse_time("--since", t, now_ms))
+        .map(|t| parse_time(t, now_ms).map_err(|e| anyhow::anyhow!("--since {e}")))
         .transpose()?;
     let until_ms = args
         .until
         .as_deref()
-        .map(|t| parse_time("--until", t, now_ms))
+        .map(|t| parse_time(t, now_ms).map_err(|e| anyhow::anyhow!("--until {e}")))
         .transpose()?;
     let glob = match &args.image {
         Some(g) => Some(ImagePattern::parse(g).map_err(|e| anyhow::anyhow!("--image {g:?}: {e}"))?),
@@ -184,22 +96,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         since_ms,
         until_ms,
         user: args.user,
+        org: args.org,
         door: args.door,
         decision: args.decision.map(|d| match d {
             DecisionArg::Allow => "allow".to_owned(),
             DecisionArg::Deny => "deny".to_owned(),
         }),
-        // With an image glob, the limit applies after matching.
-        limit: if glob.is_some() { None } else { args.limit },
+        limit: args.limit,
     };
-    let mut events = store.audit_events(&filter)?;
-    if let Some(glob) = &glob {
-        events.retain(|e| Reference::parse(&e.image).is_ok_and(|r| glob.matches(&r)));
-        if let Some(n) = args.limit {
-            let skip = events.len().saturating_sub(n);
-            events.drain(..skip);
-        }
-    }
+    let events = imagegate_server::audit::read(store.as_ref(), &filter, glob.as_ref())?;
 
     let stdout = std::io::stdout();
     match args.format {
@@ -249,37 +154,4 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_empty_csv_header_is_the_rows_header() {
-        let e = AuditEvent::default();
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.serialize(Row::of(&e)).unwrap();
-        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        assert_eq!(text.lines().next(), Some(FIELDS.join(",").as_str()));
-    }
-
-    #[test]
-    fn times_are_rfc3339_or_durations_ago() {
-        let now = 1_800_000_000_000;
-        assert_eq!(parse_time("--since", "15m", now).unwrap(), now - 900_000);
-        assert_eq!(parse_time("--since", "7d", now).unwrap(), now - 604_800_000);
-        assert_eq!(
-            parse_time("--since", "2026-11-23T10:00:00Z", now).unwrap(),
-            1_795_428_000_000
-        );
-        let e = parse_time("--until", "yesterday", now)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("--until \"yesterday\": expected RFC 3339"),
-            "{e}"
-        );
-        assert_eq!(rfc3339(1_795_428_000_123), "2026-11-23T10:00:00.123Z");
-    }
 }

@@ -13,7 +13,7 @@ use imagegate_core::Decision;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::store::{AuditEvent, Store, now_ms};
+use crate::store::{AuditEvent, AuditFilter, Store, now_ms};
 
 /// Events queued at most; beyond this they are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 10_000;
@@ -237,9 +237,180 @@ fn log(ctx: &Context<'_>, image: &str, d: &Decision) {
     }
 }
 
+// Reading the log.
+
+/// The fields of a [`Record`], in order, for a CSV header with no rows.
+pub const FIELDS: [&str; 15] = [
+    "time",
+    "door",
+    "org",
+    "user",
+    "source",
+    "image",
+    "input",
+    "category",
+    "decision",
+    "reason",
+    "mode",
+    "message",
+    "namespace",
+    "request",
+    "path",
+];
+
+/// One event as `imagegate audit` and the API show it: these field names
+/// are the JSON and CSV contract.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Record<'a> {
+    /// `time`.
+    pub time: String,
+    /// `door`.
+    pub door: &'a str,
+    /// `org`.
+    pub org: Option<&'a str>,
+    /// `user`.
+    pub user: Option<&'a str>,
+    /// `source`.
+    pub source: Option<&'a str>,
+    /// `image`.
+    pub image: &'a str,
+    /// `input`.
+    pub input: &'a str,
+    /// `category`.
+    pub category: Option<&'a str>,
+    /// `decision`.
+    pub decision: &'a str,
+    /// `reason`.
+    pub reason: &'a str,
+    /// `mode`.
+    pub mode: &'a str,
+    /// `message`.
+    pub message: &'a str,
+    /// `namespace`.
+    pub namespace: Option<&'a str>,
+    /// `request`.
+    pub request: Option<&'a str>,
+    /// `path`.
+    pub path: Option<&'a str>,
+}
+
+impl<'a> Record<'a> {
+    /// The record of a stored event.
+    pub fn of(e: &'a AuditEvent) -> Record<'a> {
+        Record {
+            time: rfc3339(e.time_ms),
+            door: &e.door,
+            org: e.org.as_deref(),
+            user: e.user.as_deref(),
+            source: e.source.as_deref(),
+            image: &e.image,
+            input: &e.input,
+            category: e.category.as_deref(),
+            decision: &e.decision,
+            reason: &e.reason,
+            mode: &e.mode,
+            message: &e.message,
+            namespace: e.namespace.as_deref(),
+            request: e.request.as_deref(),
+            path: e.path.as_deref(),
+        }
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// Parses a time filter: RFC 3339, or `<N>s|m|h|d` ago. The error names
+/// the text and the accepted forms.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    if let Some(unit) = text.chars().last().filter(|c| "smhd".contains(*c))
+        && let Some(n) = text
+            .get(..text.len() - 1)
+            .and_then(|n| n.parse::<i64>().ok())
+    {
+        let seconds = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => 86_400,
+        };
+        return Ok(now_ms.saturating_sub(n.saturating_mul(seconds).saturating_mul(1000)));
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            format!(
+                "{text:?}: expected RFC 3339 (2026-11-23T10:00:00Z) or a duration ago (15m, 2h, 7d)"
+            )
+        })?;
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
+/// Events matching `filter` and, when given, whose image matches `glob`
+/// (on the parsed reference), oldest first. With a glob, the filter's limit
+/// applies after matching.
+pub fn read(
+    store: &dyn Store,
+    filter: &AuditFilter,
+    glob: Option<&imagegate_core::pattern::ImagePattern>,
+) -> Result<Vec<AuditEvent>, crate::store::StoreError> {
+    let Some(glob) = glob else {
+        return store.audit_events(filter);
+    };
+    let mut events = store.audit_events(&AuditFilter {
+        limit: None,
+        ..filter.clone()
+    })?;
+    events.retain(|e| imagegate_core::Reference::parse(&e.image).is_ok_and(|r| glob.matches(&r)));
+    if let Some(n) = filter.limit {
+        let skip = events.len().saturating_sub(n);
+        events.drain(..skip);
+    }
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_name_a_records_fields_in_their_order() {
+        // The CSV header printed when there are no rows must be the one a row
+        // would print: the same names in the same order.
+        let e = AuditEvent::default();
+        let line = serde_json::to_string(&Record::of(&e)).unwrap();
+        let at: Vec<usize> = FIELDS
+            .iter()
+            .map(|f| {
+                line.find(&format!("\"{f}\":"))
+                    .unwrap_or_else(|| panic!("{f} in {line}"))
+            })
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value.as_object().unwrap().len(), FIELDS.len());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_durations_ago() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("15m", now).unwrap(), now - 900_000);
+        assert_eq!(parse_time("7d", now).unwrap(), now - 604_800_000);
+        assert_eq!(
+            parse_time("2026-11-23T10:00:00Z", now).unwrap(),
+            1_795_428_000_000
+        );
+        let e = parse_time("yesterday", now).unwrap_err();
+        assert!(e.starts_with("\"yesterday\": expected RFC 3339"), "{e}");
+        assert!(parse_time("5ü", now).is_err());
+        assert_eq!(rfc3339(1_795_428_000_123), "2026-11-23T10:00:00.123Z");
+    }
     use crate::store::{AuditFilter, SqliteStore};
     use imagegate_core::{Input, Policy, decide};
 

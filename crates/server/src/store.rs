@@ -182,6 +182,8 @@ pub struct AuditFilter {
     pub until_ms: Option<i64>,
     /// This user only.
     pub user: Option<String>,
+    /// Decided under this organisation's policy only.
+    pub org: Option<String>,
     /// This door only.
     pub door: Option<String>,
     /// `allow` or `deny` only.
@@ -226,6 +228,8 @@ pub trait Store: Send + Sync {
     fn members(&self, org: &str) -> Result<Vec<(String, Role)>, StoreError>;
     /// Replaces an organisation's policy and records who changed it, together.
     fn change_policy(&self, change: &PolicyChange) -> Result<(), StoreError>;
+    /// Records a change that did not touch the policy text (a membership).
+    fn record_change(&self, change: &PolicyChange) -> Result<(), StoreError>;
     /// The latest `limit` changes to an organisation's policy, newest first.
     fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError>;
 }
@@ -742,6 +746,16 @@ impl Store for SqliteStore {
         }
     }
 
+    fn record_change(&self, ch: &PolicyChange) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO policy_changes (time_ms, org, user, what, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ch.time_ms, ch.org, ch.user, ch.what, ch.before, ch.after],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|c| {
@@ -773,10 +787,11 @@ impl Store for SqliteStore {
                  FROM audit
                  WHERE (?1 IS NULL OR time_ms >= ?1) AND (?2 IS NULL OR time_ms < ?2)
                    AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR door = ?4) AND (?5 IS NULL OR decision = ?5)
+                   AND (?7 IS NULL OR org = ?7)
                  ORDER BY time_ms DESC, id DESC LIMIT ?6",
             )?;
             let rows = q.query_map(
-                params![f.since_ms, f.until_ms, f.user, f.door, f.decision, limit],
+                params![f.since_ms, f.until_ms, f.user, f.door, f.decision, limit, f.org],
                 |r| {
                     Ok(AuditEvent {
                         time_ms: r.get(0)?,

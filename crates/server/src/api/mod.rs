@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`: organisations, their policy, image access,
-//! registry access, members and the record of policy changes, with the same
+//! registry access, members, the record of changes, the audit log and the
+//! caller's personal access tokens, with the same
 //! owner/member permissions as the console. Callers sign in with a personal
 //! access token as a Bearer token. The OpenAPI document at
 //! `/api/v1/openapi.json` is generated from these handlers (utoipa), so the
@@ -20,8 +21,10 @@ use utoipa_axum::routes;
 use crate::identity::{Identity, SignInError};
 use crate::store::Role;
 
+mod audit;
 mod error;
 mod orgs;
+mod people;
 
 pub use error::{ApiError, ErrorBody, ProblemDetail};
 
@@ -77,7 +80,11 @@ fn parts(api: Arc<Api>) -> (Router, utoipa::openapi::OpenApi) {
             orgs::put_registry_access
         ))
         .routes(routes!(orgs::members))
+        .routes(routes!(people::put_member, people::delete_member))
         .routes(routes!(orgs::changes))
+        .routes(routes!(audit::audit))
+        .routes(routes!(people::list_tokens, people::create_token))
+        .routes(routes!(people::revoke_token))
         .with_state(api)
         .split_for_parts();
     (router, doc)

@@ -36,6 +36,15 @@ pub struct Membership {
     role: &'static str,
 }
 
+impl Membership {
+    pub(super) fn new(name: String, role: Role) -> Membership {
+        Membership {
+            name,
+            role: role.as_str(),
+        }
+    }
+}
+
 /// An organisation as its members see it.
 #[derive(Serialize, ToSchema)]
 pub struct OrgView {
@@ -148,7 +157,7 @@ pub struct ChangeView {
     time: String,
     /// Who.
     user: String,
-    /// What: `policy`, `image_access`, `registry_access`.
+    /// What: `policy`, `image_access`, `registry_access`, `members`.
     what: String,
     /// The policy before.
     before: String,

@@ -76,8 +76,13 @@ impl Setup {
         let status = response.status();
         let www = response.headers().get("www-authenticate").cloned();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+        let value: Value = if status == StatusCode::NO_CONTENT {
+            assert!(bytes.is_empty());
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
         if status == StatusCode::UNAUTHORIZED {
             assert_eq!(www.unwrap(), r#"Bearer realm="imagegate""#);
         }
@@ -416,14 +421,20 @@ async fn the_openapi_document_covers_every_route_with_bearer_security() {
     assert_eq!(
         operations,
         [
+            "DELETE /api/v1/orgs/{org}/members/{user}",
+            "DELETE /api/v1/tokens/{id}",
             "GET /api/v1/me",
             "GET /api/v1/orgs/{org}",
+            "GET /api/v1/orgs/{org}/audit",
             "GET /api/v1/orgs/{org}/changes",
             "GET /api/v1/orgs/{org}/image-access",
             "GET /api/v1/orgs/{org}/members",
             "GET /api/v1/orgs/{org}/policy",
             "GET /api/v1/orgs/{org}/registry-access",
+            "GET /api/v1/tokens",
+            "POST /api/v1/tokens",
             "PUT /api/v1/orgs/{org}/image-access",
+            "PUT /api/v1/orgs/{org}/members/{user}",
             "PUT /api/v1/orgs/{org}/policy",
             "PUT /api/v1/orgs/{org}/registry-access",
         ]
@@ -435,11 +446,323 @@ async fn the_openapi_document_covers_every_route_with_bearer_security() {
     // Every documented operation is served: none answers "no such API path".
     for op in &operations {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{org}", "corp");
-        let body = (method == "PUT").then_some("{}");
+        let path = path
+            .replace("{org}", "corp")
+            .replace("{user}", "alice")
+            .replace("{id}", "nosuch");
+        let body = (method == "PUT" || method == "POST").then_some("{}");
         let (status, value) = s
             .call(method.parse().unwrap(), &path, Some(&s.olga), body)
             .await;
         assert_ne!(error(&value).1, "no such API path", "{op}: {status}");
     }
+}
+
+#[tokio::test]
+async fn owners_manage_members_and_an_organisation_keeps_an_owner() {
+    let s = setup();
+    s.identity
+        .create_user("bob", "correct horse battery")
+        .unwrap();
+    let member = |role: &str| json!({"role": role});
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/members/bob", &s.olga, member("member"))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"name": "bob", "role": "member"}))
+    );
+    let (status, _) = s
+        .put("/api/v1/orgs/corp/members/bob", &s.olga, member("owner"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        s.identity
+            .memberships("bob")
+            .unwrap()
+            .contains(&("corp".to_owned(), Role::Owner))
+    );
+
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/members/bob", &s.alice, member("member"))
+        .await;
+    assert_eq!(
+        (status, error(&body).0),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (status, _) = s
+        .put("/api/v1/orgs/corp/members/rita", &s.rita, member("owner"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another organisation's owner cannot add herself"
+    );
+    let (status, body) = s
+        .put(
+            "/api/v1/orgs/corp/members/nobody",
+            &s.olga,
+            member("member"),
+        )
+        .await;
+    assert_eq!(
+        (status, error(&body).1),
+        (StatusCode::NOT_FOUND, "user nobody not found")
+    );
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/members/bob", &s.olga, member("admin"))
+        .await;
+    assert_eq!(
+        (status, error(&body).1),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "role \"admin\" is not owner or member"
+        )
+    );
+
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/orgs/corp/members/bob",
+            Some(&s.olga),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/orgs/corp/members/bob",
+            Some(&s.olga),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error(&body).1),
+        (StatusCode::NOT_FOUND, "bob is not a member of corp")
+    );
+    for (method, body) in [
+        (Method::PUT, Some(r#"{"role": "member"}"#)),
+        (Method::DELETE, None),
+    ] {
+        let (status, value) = s
+            .call(
+                method,
+                "/api/v1/orgs/corp/members/olga",
+                Some(&s.olga),
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            error(&value).1,
+            "olga is the last owner of corp: make another member an owner first"
+        );
+    }
+    let (_, changes) = s.get("/api/v1/orgs/corp/changes", &s.alice).await;
+    let seen: Vec<(&str, &str, &str)> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["what"].as_str().unwrap(),
+                c["before"].as_str().unwrap(),
+                c["after"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("members", "bob: owner", "bob: not a member"),
+            ("members", "bob: member", "bob: owner"),
+            ("members", "bob: not a member", "bob: member"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn users_create_list_and_revoke_their_own_tokens_and_the_secret_is_shown_once() {
+    let s = setup();
+    let (status, created) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&s.alice),
+            Some(r#"{"name": "ci", "expires_days": 30}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("igpat_"));
+    assert_eq!(created["name"], "ci");
+    assert!(created["expires"].is_string());
+    let (status, me) = s.get("/api/v1/me", &secret).await;
+    assert_eq!((status, &me["user"]), (StatusCode::OK, &json!("alice")));
+    let (_, listed) = s.get("/api/v1/tokens", &s.alice).await;
+    let listed = listed.as_array().unwrap();
+    let names: Vec<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"ci") && names.contains(&"api"));
+    assert!(
+        listed.iter().all(|t| t.get("token").is_none()),
+        "the secret is never listed"
+    );
+    assert!(!listed.iter().any(|t| t.to_string().contains(&secret)));
+
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&s.olga),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another user's token is not yours to revoke"
+    );
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&s.alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.get("/api/v1/me", &secret).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&s.alice),
+            Some(r#"{"name": "x", "expires_days": 0}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error(&body).1.contains("expires_days"), "{body}");
+}
+
+#[tokio::test]
+async fn members_read_their_organisations_audit_log_with_filters_and_nothing_else() {
+    use imagegate_server::store::AuditEvent;
+    let s = setup();
+    let event = |t: i64, org: &str, user: &str, image: &str, decision: &str| AuditEvent {
+        time_ms: t,
+        door: "gateway".into(),
+        org: Some(org.into()),
+        user: Some(user.into()),
+        image: image.into(),
+        input: image.into(),
+        decision: decision.into(),
+        reason: if decision == "deny" {
+            "category_not_allowed"
+        } else {
+            "allowed"
+        }
+        .into(),
+        mode: "enforce".into(),
+        message: "m".into(),
+        ..AuditEvent::default()
+    };
+    let now = imagegate_server::store::now_ms();
+    s.identity
+        .store()
+        .append_audit(&[
+            event(
+                now - 7_200_000,
+                "corp",
+                "alice",
+                "docker.io/someuser/old:1",
+                "deny",
+            ),
+            event(
+                now - 60_000,
+                "corp",
+                "alice",
+                "docker.io/someuser/custom-image:1",
+                "deny",
+            ),
+            event(
+                now - 30_000,
+                "corp",
+                "olga",
+                "docker.io/library/nginx:1.27",
+                "allow",
+            ),
+            event(
+                now - 10_000,
+                "rival",
+                "rita",
+                "docker.io/rival/secret:1",
+                "allow",
+            ),
+        ])
+        .unwrap();
+    let images = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["image"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = s.get("/api/v1/orgs/corp/audit", &s.alice).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        images(&all),
+        [
+            "docker.io/someuser/old:1",
+            "docker.io/someuser/custom-image:1",
+            "docker.io/library/nginx:1.27"
+        ],
+        "oldest first, and never another organisation's"
+    );
+    assert_eq!(all[0]["decision"], "deny");
+    assert!(all[0]["time"].as_str().unwrap().ends_with('Z'));
+    let (_, refused) = s
+        .get("/api/v1/orgs/corp/audit?decision=deny&since=1h", &s.alice)
+        .await;
+    assert_eq!(images(&refused), ["docker.io/someuser/custom-image:1"]);
+    let (_, matched) = s
+        .get(
+            "/api/v1/orgs/corp/audit?image=docker.io/someuser/*&limit=1",
+            &s.alice,
+        )
+        .await;
+    assert_eq!(images(&matched), ["docker.io/someuser/custom-image:1"]);
+    let (_, by_user) = s.get("/api/v1/orgs/corp/audit?user=olga", &s.alice).await;
+    assert_eq!(images(&by_user), ["docker.io/library/nginx:1.27"]);
+
+    for (query, code, says) in [
+        (
+            "decision=maybe",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision \"maybe\" is not allow or deny",
+        ),
+        (
+            "since=yesterday",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "since \"yesterday\": expected RFC 3339",
+        ),
+        (
+            "limit=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit 0 is not between 1 and 1000",
+        ),
+        ("image=Foo/Bar", StatusCode::UNPROCESSABLE_ENTITY, "image "),
+        ("colour=red", StatusCode::BAD_REQUEST, "colour"),
+    ] {
+        let (status, body) = s
+            .get(&format!("/api/v1/orgs/corp/audit?{query}"), &s.alice)
+            .await;
+        assert_eq!(status, code, "{query}: {body}");
+        assert!(error(&body).1.contains(says), "{query}: {body}");
+    }
+    let (status, _) = s.get("/api/v1/orgs/corp/audit", &s.rita).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

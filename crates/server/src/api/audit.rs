@@ -1,0 +1,95 @@
+//! An organisation's audit log: every decision made under its policy, with
+//! the filters `imagegate audit` has. Members see it: everyone sees what was
+//! pulled and refused.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use imagegate_core::pattern::ImagePattern;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Api, ApiError, Caller, ErrorBody};
+use crate::audit::{Record, parse_time, read};
+use crate::store::{AuditFilter, now_ms};
+
+/// The most events one answer carries.
+const MAX_LIMIT: usize = 1000;
+
+/// Which events.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// At or after: RFC 3339, or a duration ago (15m, 2h, 7d).
+    since: Option<String>,
+    /// Before (same forms).
+    until: Option<String>,
+    /// This user only.
+    user: Option<String>,
+    /// This door only (`gateway`, `admission`, `imagepolicy`).
+    door: Option<String>,
+    /// `allow` or `deny` only.
+    decision: Option<String>,
+    /// Images matching this rule pattern (`docker.io/someuser/*`).
+    image: Option<String>,
+    /// The newest N (default 100, at most 1000), returned oldest first.
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit", tag = "audit",
+    params(("org" = String, Path, description = "organisation name"), AuditQuery),
+    responses((status = 200, body = Vec<Record>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Decisions made under the organisation's policy, newest N, oldest first.
+pub async fn audit(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(org): Path<String>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    caller.role_in(&api, &org)?;
+    let now = now_ms();
+    let time = |name: &str, t: &Option<String>| {
+        t.as_deref()
+            .map(|t| parse_time(t, now).map_err(|e| ApiError::invalid(format!("{name} {e}"))))
+            .transpose()
+    };
+    let decision = match q.decision.as_deref() {
+        None => None,
+        Some(d @ ("allow" | "deny")) => Some(d.to_owned()),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "decision {other:?} is not allow or deny"
+            )));
+        }
+    };
+    let glob = q
+        .image
+        .as_deref()
+        .map(|g| ImagePattern::parse(g).map_err(|e| ApiError::invalid(format!("image {e}"))))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "limit {limit} is not between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let filter = AuditFilter {
+        since_ms: time("since", &q.since)?,
+        until_ms: time("until", &q.until)?,
+        user: q.user,
+        org: Some(org),
+        door: q.door,
+        decision,
+        limit: Some(limit),
+    };
+    let events = read(api.identity.store().as_ref(), &filter, glob.as_ref())
+        .map_err(|e| ApiError::unavailable(&e))?;
+    let records: Vec<Record<'_>> = events.iter().map(Record::of).collect();
+    Ok(Json(records).into_response())
+}
