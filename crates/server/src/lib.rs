@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod identity;
 pub mod imagepolicy;
 pub mod metrics;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -117,6 +117,28 @@ impl From<IdentityError> for ApiError {
     }
 }
 
+impl From<crate::settings::SettingsError> for ApiError {
+    fn from(e: crate::settings::SettingsError) -> ApiError {
+        use crate::settings::SettingsError;
+        match e {
+            SettingsError::Invalid { message, problems } => ApiError::invalid(message)
+                .with_details(
+                    problems
+                        .into_iter()
+                        .map(|p| ProblemDetail {
+                            path: p.path,
+                            line: p.at.map(|(l, _)| l),
+                            column: p.at.map(|(_, c)| c),
+                            message: p.message,
+                        })
+                        .collect(),
+                ),
+            SettingsError::Identity(e) => e.into(),
+            stored @ SettingsError::Stored { .. } => ApiError::unavailable(&stored),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;

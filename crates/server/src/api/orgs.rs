@@ -8,14 +8,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use imagegate_core::Policy;
-use imagegate_core::dockerhub::Category;
-use imagegate_core::pattern::RegistryScope;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Api, ApiError, Body, Caller, ErrorBody, ProblemDetail};
+use super::{Api, ApiError, Body, Caller, ErrorBody};
+use crate::settings;
 use crate::store::Role;
 
 /// The caller and their organisations.
@@ -253,71 +250,8 @@ pub async fn put_policy(
     Body(update): Body<PolicyUpdate>,
 ) -> Result<Json<PolicyView>, ApiError> {
     caller.owner_of(&api, &org, "policy")?;
-    change(&api, &org, &caller.user, "policy", &update.yaml)?;
+    settings::set_policy(&api.identity, &org, &caller.user, "policy", &update.yaml)?;
     policy_view(&api, &org, Role::Owner)
-}
-
-/// Checks that `text` loads (each problem with its place), then records it.
-fn change(api: &Api, org: &str, user: &str, what: &str, text: &str) -> Result<(), ApiError> {
-    if let Err(errors) = Policy::load(text) {
-        let details = errors
-            .0
-            .into_iter()
-            .map(|e| ProblemDetail {
-                path: e.path,
-                line: (e.line > 0).then_some(e.line),
-                column: (e.column > 0).then_some(e.column),
-                message: e.message,
-            })
-            .collect();
-        return Err(ApiError::invalid("the policy does not load").with_details(details));
-    }
-    api.identity.change_policy(org, user, what, text)?;
-    Ok(())
-}
-
-/// The stored policy as a JSON value, to read or edit one part of it.
-fn document(api: &Api, org: &str) -> Result<(Value, Policy), ApiError> {
-    let text = api.identity.org(org)?.policy;
-    let policy = Policy::load(&text).map_err(|e| {
-        ApiError::unavailable(&format!("the stored policy of {org} does not load: {e}"))
-    })?;
-    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| {
-        ApiError::unavailable(&format!("the stored policy of {org} is not YAML: {e}"))
-    })?;
-    Ok((doc, policy))
-}
-
-/// Writes one part of the policy and records the change.
-fn edit(
-    api: &Api,
-    org: &str,
-    user: &str,
-    what: &str,
-    mut doc: Value,
-    key: &str,
-    part: Value,
-) -> Result<(), ApiError> {
-    if !doc.get("spec").is_some_and(Value::is_object) {
-        doc["spec"] = Value::Object(serde_json::Map::new());
-    }
-    doc["spec"][key] = part;
-    let text = serde_saphyr::to_string(&doc).map_err(|e| {
-        ApiError::unavailable(&format!("the policy cannot be written as YAML: {e}"))
-    })?;
-    change(api, org, user, what, &text)
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/image-access", tag = "image access",
@@ -336,20 +270,18 @@ pub async fn get_image_access(
 }
 
 fn image_access_view(api: &Api, org: &str, role: Role) -> Result<Json<ImageAccessView>, ApiError> {
-    let (doc, policy) = document(api, org)?;
-    let allowed = policy.image_access.allowed();
-    let ia = doc.get("spec").and_then(|s| s.get("imageAccess"));
+    let ia = settings::image_access(&api.identity, org)?;
     Ok(Json(ImageAccessView {
         org: org.to_owned(),
-        enabled: policy.image_access.enabled,
+        enabled: ia.enabled,
         categories: Categories {
             organization: true,
-            official: allowed.contains(&Category::Official),
-            verified_publisher: allowed.contains(&Category::VerifiedPublisher),
-            community: allowed.contains(&Category::Community),
+            official: ia.official,
+            verified_publisher: ia.verified_publisher,
+            community: ia.community,
         },
-        organization_namespaces: strings(ia.and_then(|i| i.get("organizationNamespaces"))),
-        verified_publishers: strings(ia.and_then(|i| i.get("verifiedPublishers"))),
+        organization_namespaces: ia.organization_namespaces,
+        verified_publishers: ia.verified_publishers,
         editable: role == Role::Owner,
     }))
 }
@@ -373,40 +305,21 @@ pub async fn put_image_access(
             "organization images are always allowed: categories.organization cannot be false",
         ));
     }
-    let (doc, _) = document(&api, &org)?;
-    let old = doc.get("spec").and_then(|s| s.get("imageAccess"));
+    let current = settings::image_access(&api.identity, &org)?;
     let c = &update.categories;
-    let allow: Vec<&str> = [
-        (true, Category::Organization),
-        (c.official, Category::Official),
-        (c.verified_publisher, Category::VerifiedPublisher),
-        (c.community, Category::Community),
-    ]
-    .into_iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, cat)| cat.code())
-    .collect();
-    let namespaces = update
-        .organization_namespaces
-        .unwrap_or_else(|| strings(old.and_then(|i| i.get("organizationNamespaces"))));
-    let publishers = update
-        .verified_publishers
-        .unwrap_or_else(|| strings(old.and_then(|i| i.get("verifiedPublishers"))));
-    let part = serde_json::json!({
-        "enabled": update.enabled,
-        "allow": allow,
-        "organizationNamespaces": namespaces,
-        "verifiedPublishers": publishers,
-    });
-    edit(
-        &api,
-        &org,
-        &caller.user,
-        "image_access",
-        doc,
-        "imageAccess",
-        part,
-    )?;
+    let to = settings::ImageAccess {
+        enabled: update.enabled,
+        official: c.official,
+        verified_publisher: c.verified_publisher,
+        community: c.community,
+        organization_namespaces: update
+            .organization_namespaces
+            .unwrap_or(current.organization_namespaces),
+        verified_publishers: update
+            .verified_publishers
+            .unwrap_or(current.verified_publishers),
+    };
+    settings::set_image_access(&api.identity, &org, &caller.user, &to)?;
     image_access_view(&api, &org, Role::Owner)
 }
 
@@ -429,12 +342,11 @@ fn registry_access_view(
     org: &str,
     role: Role,
 ) -> Result<Json<RegistryAccessView>, ApiError> {
-    let (doc, policy) = document(api, org)?;
-    let ra = doc.get("spec").and_then(|s| s.get("registryAccess"));
+    let ra = settings::registry_access(&api.identity, org)?;
     Ok(Json(RegistryAccessView {
         org: org.to_owned(),
-        enabled: policy.registry_access.is_some(),
-        allow: strings(ra.and_then(|r| r.get("allow"))),
+        enabled: ra.enabled,
+        allow: ra.allow,
         editable: role == Role::Owner,
     }))
 }
@@ -454,33 +366,11 @@ pub async fn put_registry_access(
     Body(update): Body<RegistryAccessUpdate>,
 ) -> Result<Json<RegistryAccessView>, ApiError> {
     caller.owner_of(&api, &org, "registry access")?;
-    let details: Vec<ProblemDetail> = update
-        .allow
-        .iter()
-        .enumerate()
-        .filter_map(|(i, entry)| {
-            RegistryScope::parse(entry).err().map(|e| ProblemDetail {
-                path: format!("allow[{i}]"),
-                line: None,
-                column: None,
-                message: e.to_string(),
-            })
-        })
-        .collect();
-    if !details.is_empty() {
-        return Err(ApiError::invalid("an allowed registry is not valid").with_details(details));
-    }
-    let (doc, _) = document(&api, &org)?;
-    let part = serde_json::json!({"enabled": update.enabled, "allow": update.allow});
-    edit(
-        &api,
-        &org,
-        &caller.user,
-        "registry_access",
-        doc,
-        "registryAccess",
-        part,
-    )?;
+    let to = settings::RegistryAccess {
+        enabled: update.enabled,
+        allow: update.allow,
+    };
+    settings::set_registry_access(&api.identity, &org, &caller.user, &to)?;
     registry_access_view(&api, &org, Role::Owner)
 }
 

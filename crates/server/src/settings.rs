@@ -1,0 +1,253 @@
+//! An organisation's settings as the console and the API show them: image
+//! access and registry access read from its policy document, and written back
+//! into it as a recorded change (`Identity::change_policy`). One place, so
+//! the two cannot disagree. Nothing here knows about HTTP.
+
+use imagegate_core::Policy;
+use imagegate_core::dockerhub::Category;
+use imagegate_core::pattern::RegistryScope;
+use serde_json::Value;
+
+use crate::identity::{Identity, IdentityError};
+
+/// Image access: the switch, the categories, and who counts as what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageAccess {
+    /// Whether the restriction is on (off: every category is allowed).
+    pub enabled: bool,
+    /// Docker Official Images allowed.
+    pub official: bool,
+    /// Docker Verified Publisher images allowed.
+    pub verified_publisher: bool,
+    /// Community images allowed.
+    pub community: bool,
+    /// Docker Hub namespaces whose images are Organization images.
+    pub organization_namespaces: Vec<String>,
+    /// Namespaces treated as Docker Verified Publishers.
+    pub verified_publishers: Vec<String>,
+}
+
+/// Registry access: the switch and the allowed registries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// Whether the allow-list applies.
+    pub enabled: bool,
+    /// Registries, registry paths and wildcards, as written.
+    pub allow: Vec<String>,
+}
+
+/// One problem with what was asked: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// A field path (`spec.mode`, `allow[2]`).
+    pub path: String,
+    /// 1-based line and column in a policy document, when known.
+    pub at: Option<(u64, u64)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a setting was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// What was asked is refused; each problem says where.
+    #[error("{message}")]
+    Invalid {
+        /// For people.
+        message: String,
+        /// Each problem.
+        problems: Vec<Problem>,
+    },
+    /// The store failed, or a name is unknown.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The stored policy cannot be read back (it was checked when stored).
+    #[error("the stored policy of {org} cannot be read: {why}")]
+    Stored {
+        /// The organisation.
+        org: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+fn invalid(message: impl Into<String>, problems: Vec<Problem>) -> SettingsError {
+    SettingsError::Invalid {
+        message: message.into(),
+        problems,
+    }
+}
+
+/// The stored policy, as a document to edit and as the compiled policy.
+fn document(identity: &Identity, org: &str) -> Result<(Value, Policy), SettingsError> {
+    let text = identity.org(org)?.policy;
+    let stored = |why: String| SettingsError::Stored {
+        org: org.to_owned(),
+        why,
+    };
+    let policy = Policy::load(&text).map_err(|e| stored(e.to_string()))?;
+    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| stored(e.to_string()))?;
+    Ok((doc, policy))
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Replaces the whole policy: one that does not load is refused with each
+/// problem's path, line and column.
+pub fn set_policy(
+    identity: &Identity,
+    org: &str,
+    user: &str,
+    what: &str,
+    text: &str,
+) -> Result<(), SettingsError> {
+    if let Err(errors) = Policy::load(text) {
+        let problems = errors
+            .0
+            .into_iter()
+            .map(|e| Problem {
+                path: e.path,
+                at: (e.line > 0).then_some((e.line, e.column)),
+                message: e.message,
+            })
+            .collect();
+        return Err(invalid("the policy does not load", problems));
+    }
+    identity.change_policy(org, user, what, text)?;
+    Ok(())
+}
+
+/// Writes `spec.<key>` of the policy and records the change as `what`.
+fn edit(
+    identity: &Identity,
+    org: &str,
+    user: &str,
+    what: &str,
+    mut doc: Value,
+    key: &str,
+    part: Value,
+) -> Result<(), SettingsError> {
+    if !doc.get("spec").is_some_and(Value::is_object) {
+        doc["spec"] = Value::Object(serde_json::Map::new());
+    }
+    doc["spec"][key] = part;
+    let text = serde_saphyr::to_string(&doc).map_err(|e| SettingsError::Stored {
+        org: org.to_owned(),
+        why: e.to_string(),
+    })?;
+    set_policy(identity, org, user, what, &text)
+}
+
+/// The organisation's image access.
+pub fn image_access(identity: &Identity, org: &str) -> Result<ImageAccess, SettingsError> {
+    let (doc, policy) = document(identity, org)?;
+    let allowed = policy.image_access.allowed();
+    let ia = doc.get("spec").and_then(|s| s.get("imageAccess"));
+    Ok(ImageAccess {
+        enabled: policy.image_access.enabled,
+        official: allowed.contains(&Category::Official),
+        verified_publisher: allowed.contains(&Category::VerifiedPublisher),
+        community: allowed.contains(&Category::Community),
+        organization_namespaces: strings(ia.and_then(|i| i.get("organizationNamespaces"))),
+        verified_publishers: strings(ia.and_then(|i| i.get("verifiedPublishers"))),
+    })
+}
+
+/// `user` sets the organisation's image access. Organization images stay
+/// allowed whatever is asked.
+pub fn set_image_access(
+    identity: &Identity,
+    org: &str,
+    user: &str,
+    to: &ImageAccess,
+) -> Result<(), SettingsError> {
+    let (doc, _) = document(identity, org)?;
+    let allow: Vec<&str> = [
+        (true, Category::Organization),
+        (to.official, Category::Official),
+        (to.verified_publisher, Category::VerifiedPublisher),
+        (to.community, Category::Community),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, c)| c.code())
+    .collect();
+    let part = serde_json::json!({
+        "enabled": to.enabled,
+        "allow": allow,
+        "organizationNamespaces": to.organization_namespaces,
+        "verifiedPublishers": to.verified_publishers,
+    });
+    edit(
+        identity,
+        org,
+        user,
+        "image_access",
+        doc,
+        "imageAccess",
+        part,
+    )
+}
+
+/// The organisation's registry access.
+pub fn registry_access(identity: &Identity, org: &str) -> Result<RegistryAccess, SettingsError> {
+    let (doc, policy) = document(identity, org)?;
+    let ra = doc.get("spec").and_then(|s| s.get("registryAccess"));
+    Ok(RegistryAccess {
+        enabled: policy.registry_access.is_some(),
+        allow: strings(ra.and_then(|r| r.get("allow"))),
+    })
+}
+
+/// Checks one registry entry with the policy's pattern rules.
+pub fn check_registry(entry: &str) -> Result<(), String> {
+    RegistryScope::parse(entry)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// `user` sets the organisation's registry access; each entry is checked
+/// with the policy's pattern rules and a bad one is refused by its index.
+pub fn set_registry_access(
+    identity: &Identity,
+    org: &str,
+    user: &str,
+    to: &RegistryAccess,
+) -> Result<(), SettingsError> {
+    let problems: Vec<Problem> = to
+        .allow
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            check_registry(entry).err().map(|message| Problem {
+                path: format!("allow[{i}]"),
+                at: None,
+                message,
+            })
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(invalid("an allowed registry is not valid", problems));
+    }
+    let (doc, _) = document(identity, org)?;
+    let part = serde_json::json!({"enabled": to.enabled, "allow": to.allow});
+    edit(
+        identity,
+        org,
+        user,
+        "registry_access",
+        doc,
+        "registryAccess",
+        part,
+    )
+}
