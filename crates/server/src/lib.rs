@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 

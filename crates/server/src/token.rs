@@ -5,11 +5,10 @@
 //! granted; push, delete and `registry:catalog:*` are never granted. Policy
 //! refusals are left to the registry endpoints, so clients show the words.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -17,15 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::identity::{Identity, SignInError};
+use crate::throttle::SignInThrottle;
+pub use crate::throttle::{FAILURE_WINDOW, MAX_FAILURES};
 
 /// How long an issued token lives.
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// The signing key's file in the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
-/// Failed sign-ins allowed per user or source address in [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: usize = 10;
-/// The window over which failures are counted.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
 /// The key tokens are signed with (ECDSA P-256), and its `kid`.
 pub struct Signer {
@@ -232,47 +229,13 @@ pub enum TokenError {
     Invalid(String),
 }
 
-/// Counts failed sign-ins per key within a window, bounded in size.
-#[derive(Default)]
-struct Failures {
-    by_key: HashMap<String, Vec<Instant>>,
-}
-
-impl Failures {
-    const MAX_KEYS: usize = 100_000;
-
-    fn recent(&mut self, key: &str, now: Instant) -> usize {
-        match self.by_key.get_mut(key) {
-            Some(times) => {
-                times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-                times.len()
-            }
-            None => 0,
-        }
-    }
-
-    fn add(&mut self, key: String, now: Instant) {
-        if self.by_key.len() >= Self::MAX_KEYS {
-            self.by_key.retain(|_, times| {
-                times
-                    .iter()
-                    .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
-            });
-            if self.by_key.len() >= Self::MAX_KEYS {
-                self.by_key.clear();
-            }
-        }
-        self.by_key.entry(key).or_default().push(now);
-    }
-}
-
 /// The token service.
 pub struct TokenService {
     identity: Identity,
     signer: Signer,
     /// The `service` (audience) tokens are for: the gateway's public name.
     service: String,
-    failures: Mutex<Failures>,
+    failures: SignInThrottle,
     /// Whether anonymous callers' tokens carry pull access (the deployment
     /// allows anonymous pulls under a default organisation's policy).
     anonymous_pulls: bool,
@@ -285,7 +248,7 @@ impl TokenService {
             identity,
             signer,
             service: service.into(),
-            failures: Mutex::new(Failures::default()),
+            failures: SignInThrottle::default(),
             anonymous_pulls: false,
         }
     }
@@ -312,27 +275,15 @@ impl TokenService {
         let subject = match credentials {
             None => String::new(),
             Some((user, secret)) => {
-                let now = Instant::now();
-                let user_key = format!("user:{user}");
-                let source_key = source.map(|ip| format!("ip:{ip}"));
-                {
-                    let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-                    let limited = f.recent(&user_key, now) >= MAX_FAILURES
-                        || source_key
-                            .as_ref()
-                            .is_some_and(|k| f.recent(k, now) >= MAX_FAILURES);
-                    if limited {
-                        return Err(TokenError::RateLimited);
-                    }
+                let mut keys = vec![format!("user:{user}")];
+                keys.extend(source.map(|ip| format!("ip:{ip}")));
+                if self.failures.limited(&keys) {
+                    return Err(TokenError::RateLimited);
                 }
                 match self.identity.sign_in(user, secret) {
                     Ok(_) => user.to_owned(),
                     Err(e) => {
-                        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-                        f.add(user_key, now);
-                        if let Some(k) = source_key {
-                            f.add(k, now);
-                        }
+                        self.failures.failed(keys);
                         return Err(e.into());
                     }
                 }
