@@ -11,7 +11,7 @@ use base64::Engine;
 use imagegate_core::Policy;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Org, PolicyChange, Role, Store, StoreError, Token, User, now, now_ms};
+use crate::store::{Org, PolicyChange, Role, Session, Store, StoreError, Token, User, now, now_ms};
 
 /// The prefix of every imagegate personal access token, so secret scanners
 /// and people can recognise one.
@@ -67,6 +67,9 @@ pub fn default_policy(org: &str, namespaces: &[String]) -> String {
         namespaces.join(", ")
     )
 }
+
+/// How long a console session lasts.
+pub const SESSION_SECONDS: i64 = 12 * 3600;
 
 /// A token as created: the secret, shown once, and what is stored.
 pub struct NewToken {
@@ -306,6 +309,37 @@ impl Identity {
             after: text.to_owned(),
         })?;
         Ok(())
+    }
+
+    /// Starts a console session for `user`, who has just proven their
+    /// password: a fresh random secret every time (the cookie; never one the
+    /// browser brought), stored only as a hash, with its own CSRF token.
+    pub fn start_session(&self, user: &str) -> Result<(String, Session), IdentityError> {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let secret = b64(&random_bytes::<32>()?);
+        let created = now();
+        let session = Session {
+            hash: token_hash(&secret),
+            user: user.to_owned(),
+            csrf: b64(&random_bytes::<32>()?),
+            created,
+            expires: created + SESSION_SECONDS,
+        };
+        self.store.create_session(&session)?;
+        Ok((secret, session))
+    }
+
+    /// The live session a cookie's secret names, if any.
+    pub fn session(&self, secret: &str) -> Result<Option<Session>, IdentityError> {
+        Ok(self
+            .store
+            .session(&token_hash(secret))?
+            .filter(|s| s.expires > now()))
+    }
+
+    /// Ends the session a cookie's secret names.
+    pub fn end_session(&self, secret: &str) -> Result<(), IdentityError> {
+        Ok(self.store.delete_session(&token_hash(secret))?)
     }
 
     /// The user a bearer PAT belongs to (the API). `Ok(Err)` when the token

@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod gateway;
 pub mod identity;
 pub mod imagepolicy;
@@ -222,10 +223,15 @@ pub async fn serve(
     };
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api::new(identity.clone()));
+    let console = Arc::new(console::Console::new(
+        identity.clone(),
+        config.tls.is_some(),
+    ));
     let gateway = gateway_state(&config, identity, state.metrics.clone(), auditor)?;
     let tokens = gateway.callers.token_service().clone();
     let app = router(state, ready.clone())
         .merge(api::routes(api))
+        .merge(console::routes(console))
         .merge(token::http::routes(tokens))
         .merge(gateway::routes(Arc::new(gateway)));
 

@@ -155,6 +155,21 @@ pub struct AuditEvent {
     pub path: Option<String>,
 }
 
+/// A console session, as stored: never the cookie's secret itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session secret, hex.
+    pub hash: String,
+    /// Who signed in.
+    pub user: String,
+    /// The session's CSRF token, which every form carries back.
+    pub csrf: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds after which it no longer works.
+    pub expires: i64,
+}
+
 /// A change an owner made to an organisation's policy, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyChange {
@@ -230,6 +245,12 @@ pub trait Store: Send + Sync {
     fn change_policy(&self, change: &PolicyChange) -> Result<(), StoreError>;
     /// Records a change that did not touch the policy text (a membership).
     fn record_change(&self, change: &PolicyChange) -> Result<(), StoreError>;
+    /// Stores a new console session.
+    fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// A session by the hash of its secret.
+    fn session(&self, hash: &str) -> Result<Option<Session>, StoreError>;
+    /// Ends a session (and any that have expired).
+    fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
     /// The latest `limit` changes to an organisation's policy, newest first.
     fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError>;
 }
@@ -295,6 +316,15 @@ const MIGRATIONS: &[&str] = &[
         after TEXT NOT NULL
     );
     CREATE INDEX policy_changes_org ON policy_changes(org, time_ms);",
+    // 4: console sessions
+    "CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_expires ON sessions(expires);",
 ];
 
 /// The embedded SQLite store.
@@ -744,6 +774,45 @@ impl Store for SqliteStore {
                 source,
             }),
         }
+    }
+
+    fn create_session(&self, x: &Session) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (hash, user, csrf, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![x.hash, x.user, x.csrf, x.created, x.expires],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<Session>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT hash, user, csrf, created, expires FROM sessions WHERE hash = ?1",
+                [hash],
+                |r| {
+                    Ok(Session {
+                        hash: r.get(0)?,
+                        user: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created: r.get(3)?,
+                        expires: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn delete_session(&self, hash: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM sessions WHERE hash = ?1 OR expires <= ?2",
+                params![hash, now()],
+            )
+            .map(|_| ())
+        })
     }
 
     fn record_change(&self, ch: &PolicyChange) -> Result<(), StoreError> {

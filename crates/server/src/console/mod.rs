@@ -1,0 +1,427 @@
+//! The admin console under `/console`: sign-in with a username and password
+//! (argon2) into a session cookie (`HttpOnly`, `SameSite=Lax`, `Secure` over
+//! TLS), a CSRF token on every form, and the organisation pages. Owners edit;
+//! members see the same pages read-only, and a member's POST is refused
+//! whatever it carries. Settings go through `crate::settings`, as the API's do.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::identity::Identity;
+use crate::settings;
+use crate::store::Role;
+use crate::throttle::SignInThrottle;
+
+mod pages;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "imagegate_session";
+/// The sign-in form's own cookie (login CSRF: the form must come from us).
+pub const LOGIN_COOKIE: &str = "imagegate_login";
+
+/// What the console's handlers share.
+pub struct Console {
+    identity: Identity,
+    throttle: SignInThrottle,
+    /// Whether cookies carry `Secure` (the console is served over TLS).
+    secure_cookies: bool,
+}
+
+impl Console {
+    /// The console over `identity`'s store; `tls` when served over HTTPS.
+    pub fn new(identity: Identity, tls: bool) -> Console {
+        Console {
+            identity,
+            throttle: SignInThrottle::default(),
+            secure_cookies: tls,
+        }
+    }
+}
+
+/// `/console/...`.
+pub fn routes(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", axum::routing::post(sign_out))
+        .route(
+            "/console/orgs/{org}/image-access",
+            get(image_access_page).post(image_access_save),
+        )
+        .with_state(console)
+}
+
+/// The client's address, when the server knows it.
+struct Source(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Source, Self::Rejection> {
+        Ok(Source(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A signed-in request: who, their session's CSRF token.
+struct Signed {
+    user: String,
+    csrf: String,
+    secret: String,
+}
+
+impl Signed {
+    fn header(&self) -> Header {
+        Some((self.user.clone(), self.csrf.clone()))
+    }
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
+fn set_cookie(console: &Console, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if console.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, markup).into_response()
+}
+
+/// Why a console request is refused. Each becomes its page here, once.
+enum Refusal {
+    /// Not signed in (or the session ended): to the sign-in page.
+    SignIn,
+    /// An organisation the user is not in, answered as one that does not exist.
+    NotFound { org: String, who: Header },
+    /// Signed in, but not allowed, or a form that did not come from the console.
+    Forbidden { message: String, who: Header },
+    /// The store could not answer; the cause is logged, not shown.
+    Unavailable,
+}
+
+/// The signed-in user and their CSRF token, for the page header.
+type Header = Option<(String, String)>;
+
+impl Refusal {
+    fn unavailable(e: &dyn std::fmt::Display) -> Refusal {
+        tracing::error!(error = %e, "console: the store could not answer");
+        Refusal::Unavailable
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        fn header(who: &Header) -> Option<(&str, &str)> {
+            who.as_ref().map(|(u, c)| (u.as_str(), c.as_str()))
+        }
+        match self {
+            Refusal::SignIn => Redirect::to("/console/sign-in").into_response(),
+            Refusal::NotFound { org, who } => page(
+                StatusCode::NOT_FOUND,
+                pages::problem(
+                    "Not found",
+                    &format!("Organisation {org} not found."),
+                    header(&who),
+                ),
+            ),
+            Refusal::Forbidden { message, who } => page(
+                StatusCode::FORBIDDEN,
+                pages::problem("Refused", &message, header(&who)),
+            ),
+            Refusal::Unavailable => page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::problem("Unavailable", "The store is unavailable; try again.", None),
+            ),
+        }
+    }
+}
+
+/// The signed-in user, or a redirect to the sign-in page.
+fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal> {
+    let secret = cookie(headers, SESSION_COOKIE).ok_or(Refusal::SignIn)?;
+    match console.identity.session(secret) {
+        Ok(Some(s)) => Ok(Signed {
+            user: s.user,
+            csrf: s.csrf,
+            secret: secret.to_owned(),
+        }),
+        Ok(None) => Err(Refusal::SignIn),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+/// The signed-in user's role in `org`: not found for an organisation they
+/// are not in, as for one that does not exist.
+fn role_in(console: &Console, who: &Signed, org: &str) -> Result<Role, Refusal> {
+    let memberships = console
+        .identity
+        .memberships(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    memberships
+        .into_iter()
+        .find(|(o, _)| o == org)
+        .map(|(_, r)| r)
+        .ok_or_else(|| Refusal::NotFound {
+            org: org.to_owned(),
+            who: who.header(),
+        })
+}
+
+/// A form's CSRF token must be the session's.
+fn csrf_ok(who: &Signed, sent: &str) -> Result<(), Refusal> {
+    if !sent.is_empty() && constant_time_eq(sent.as_bytes(), who.csrf.as_bytes()) {
+        return Ok(());
+    }
+    Err(Refusal::Forbidden {
+        message:
+            "This form is stale or did not come from the console. Reload the page and try again."
+                .to_owned(),
+        who: who.header(),
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn home(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    let orgs = console
+        .identity
+        .memberships(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let orgs: Vec<(String, &'static str)> =
+        orgs.into_iter().map(|(o, r)| (o, r.as_str())).collect();
+    Ok(pages::home(&who.user, &who.csrf, &orgs).into_response())
+}
+
+async fn sign_in_page(State(console): State<Arc<Console>>) -> Result<Response, Refusal> {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).map_err(|e| Refusal::unavailable(&e))?;
+    let login = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let mut response = pages::sign_in(&login, None).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&console, LOGIN_COOKIE, &login, Some(600)),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn sign_in(
+    State(console): State<Arc<Console>>,
+    Source(source): Source,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, Refusal> {
+    let login_ok = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| {
+        !form.login.is_empty() && constant_time_eq(c.as_bytes(), form.login.as_bytes())
+    });
+    if !login_ok {
+        return Err(Refusal::Forbidden {
+            message: "This sign-in form did not come from the console (or has expired). Open the sign-in page again.".to_owned(),
+            who: None,
+        });
+    }
+    let mut keys = vec![format!("user:{}", form.username)];
+    keys.extend(source.map(|ip| format!("ip:{ip}")));
+    if console.throttle.limited(&keys) {
+        return Ok(page(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::sign_in(
+                &form.login,
+                Some("Too many failed sign-ins; try again in a few minutes."),
+            ),
+        ));
+    }
+    match console
+        .identity
+        .check_password(&form.username, &form.password)
+    {
+        Ok(true) => {}
+        Ok(false)
+        | Err(crate::identity::IdentityError::Store(crate::store::StoreError::Missing {
+            ..
+        })) => {
+            console.throttle.failed(keys);
+            return Ok(page(
+                StatusCode::UNAUTHORIZED,
+                pages::sign_in(&form.login, Some("Invalid username or password.")),
+            ));
+        }
+        Err(e) => return Err(Refusal::unavailable(&e)),
+    }
+    // A new session every time: a session id a browser brought along (set by
+    // someone else, say) is never promoted to a signed-in one.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        let _ = console.identity.end_session(old);
+    }
+    let (secret, _) = console
+        .identity
+        .start_session(&form.username)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let mut response = Redirect::to("/console").into_response();
+    let h = response.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(
+            &console,
+            SESSION_COOKIE,
+            &secret,
+            Some(crate::identity::SESSION_SECONDS),
+        ),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&console, LOGIN_COOKIE, "", Some(0)),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    console
+        .identity
+        .end_session(&who.secret)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&console, SESSION_COOKIE, "", Some(0)),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct Saved {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+async fn image_access_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Query(saved): Query<Saved>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    let role = role_in(&console, &who, &org)?;
+    let settings =
+        settings::image_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
+    Ok(pages::image_access(&pages::ImageAccessPage {
+        user: &who.user,
+        csrf: &who.csrf,
+        org: &org,
+        settings: &settings,
+        editable: role == Role::Owner,
+        saved: saved.saved.is_some(),
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ImageAccessForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    official: Option<String>,
+    #[serde(default)]
+    verified_publisher: Option<String>,
+    #[serde(default)]
+    community: Option<String>,
+}
+
+async fn image_access_save(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<ImageAccessForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    if role_in(&console, &who, &org)? != Role::Owner {
+        return Err(Refusal::Forbidden {
+            message: format!(
+                "Only owners of {org} can change image access; members see it read-only."
+            ),
+            who: who.header(),
+        });
+    }
+    let current =
+        settings::image_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
+    let on = |v: &Option<String>| v.is_some();
+    let to = settings::ImageAccess {
+        enabled: on(&form.enabled),
+        official: on(&form.official),
+        verified_publisher: on(&form.verified_publisher),
+        community: on(&form.community),
+        ..current
+    };
+    match settings::set_image_access(&console.identity, &org, &who.user, &to) {
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/console/orgs/{org}/image-access?saved=1")).into_response())
+        }
+        Err(settings::SettingsError::Invalid { message, .. }) => Ok(page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::problem("Not saved", &message, Some((&who.user, &who.csrf))),
+        )),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}

@@ -1,0 +1,217 @@
+//! The console's pages, rendered on the server (maud): plain HTML forms that
+//! work without JavaScript, every control labelled, one small stylesheet.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::settings::ImageAccess;
+
+const STYLE: &str = "
+body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
+header{display:flex;gap:1rem;align-items:center;padding:.75rem 1.5rem;background:#0b3d91;color:#fff}
+header a,header button{color:#fff}
+header form{margin-left:auto}
+main{max-width:48rem;padding:1.5rem}
+h1{font-size:1.5rem;margin:.2rem 0 1rem}
+fieldset{border:1px solid #8c959f;border-radius:6px;padding:1rem;margin:0 0 1rem}
+legend{font-weight:600;padding:0 .3rem}
+.option{display:grid;grid-template-columns:1.5rem 1fr;gap:.1rem .5rem;margin:.6rem 0}
+.option p{grid-column:2;margin:0;color:#424a53;font-size:.9rem}
+.note{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5rem .75rem}
+.saved{background:#dafbe1;border:1px solid #1a7f37;border-radius:6px;padding:.5rem .75rem}
+.error{background:#ffebe9;border:1px solid #cf222e;border-radius:6px;padding:.5rem .75rem}
+button{font:inherit;padding:.4rem 1rem;border-radius:6px;border:1px solid #0b3d91;background:#0b3d91;color:#fff;cursor:pointer}
+header button{background:transparent;border-color:#fff}
+input[type=text],input[type=password]{font:inherit;padding:.3rem .5rem;width:18rem}
+label{cursor:pointer}
+a{color:#0b3d91}
+:focus-visible{outline:3px solid #d4a72c;outline-offset:2px}
+";
+
+/// The page frame: title, header with the user and sign-out, content.
+pub fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · imagegate" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a href="/console" { strong { "imagegate" } }
+                    @if let Some((name, csrf)) = user {
+                        span { "Signed in as " (name) }
+                        form method="post" action="/console/sign-out" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (content) }
+            }
+        }
+    }
+}
+
+/// The sign-in form. `login` is the value the form carries back to prove it
+/// came from this page (the same value is in a cookie).
+pub fn sign_in(login: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            form method="post" action="/console/sign-in" {
+                input type="hidden" name="login" value=(login);
+                p {
+                    label for="username" { "Username" } br;
+                    input type="text" id="username" name="username" autocomplete="username" required autofocus;
+                }
+                p {
+                    label for="password" { "Password" } br;
+                    input type="password" id="password" name="password" autocomplete="current-password" required;
+                }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// The organisations the user belongs to.
+pub fn home(user: &str, csrf: &str, orgs: &[(String, &'static str)]) -> Markup {
+    layout(
+        "Organisations",
+        Some((user, csrf)),
+        html! {
+            h1 { "Organisations" }
+            @if orgs.is_empty() {
+                p { "You are not a member of any organisation yet. Ask an owner to add you." }
+            } @else {
+                ul {
+                    @for (org, role) in orgs {
+                        li {
+                            a href={ "/console/orgs/" (org) "/image-access" } { (org) }
+                            " (" (role) ")"
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One category's box: name, what it is and its risk.
+struct CategoryBox {
+    field: &'static str,
+    label: &'static str,
+    about: &'static str,
+}
+
+const CATEGORIES: [CategoryBox; 3] = [
+    CategoryBox {
+        field: "official",
+        label: "Docker Official Images",
+        about: "Curated images maintained by Docker (docker.io/library/…): reviewed and patched regularly; low risk.",
+    },
+    CategoryBox {
+        field: "verified_publisher",
+        label: "Docker Verified Publisher Images",
+        about: "Images from commercial publishers Docker has verified: a known vendor stands behind them.",
+    },
+    CategoryBox {
+        field: "community",
+        label: "Community images",
+        about: "Anyone's images on Docker Hub, Docker-Sponsored Open Source included: unreviewed, the highest supply-chain risk.",
+    },
+];
+
+/// What the Image access page shows.
+pub struct ImageAccessPage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub org: &'a str,
+    pub settings: &'a ImageAccess,
+    pub editable: bool,
+    pub saved: bool,
+}
+
+/// Image access: the switch and one box per category; owners edit, members
+/// see every control disabled.
+pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
+    let s = p.settings;
+    let checked = |field: &str| match field {
+        "official" => s.official,
+        "verified_publisher" => s.verified_publisher,
+        _ => s.community,
+    };
+    let disabled = !p.editable;
+    layout(
+        "Image access",
+        Some((p.user, p.csrf)),
+        html! {
+            p { a href="/console" { "Organisations" } " / " (p.org) }
+            h1 { "Image access" }
+            p { "Choose which Docker Hub images members of " (p.org) " may pull. Off by default; when on, community images are off unless you allow them." }
+            @if p.saved {
+                p.saved role="status" { "Saved. The gateway and the admission doors apply it within a second." }
+            }
+            @if disabled {
+                p.note { "Only owners of " (p.org) " manage image access. You can see the settings; you cannot change them." }
+            }
+            form method="post" action={ "/console/orgs/" (p.org) "/image-access" } {
+                input type="hidden" name="csrf" value=(p.csrf);
+                fieldset {
+                    legend { "Image access" }
+                    div.option {
+                        input type="checkbox" id="enabled" name="enabled" value="on" checked[s.enabled] disabled[disabled];
+                        label for="enabled" { "Restrict the Docker Hub images members may pull" }
+                    }
+                }
+                fieldset {
+                    legend { "Allowed images" }
+                    div.option {
+                        input type="checkbox" id="organization" checked disabled aria-describedby="organization-about";
+                        label for="organization" { "Organization images" }
+                        p id="organization-about" {
+                            "Images from " (p.org) "'s own Docker Hub namespaces"
+                            @if !s.organization_namespaces.is_empty() { " (" (s.organization_namespaces.join(", ")) ")" }
+                            ". Always allowed."
+                        }
+                    }
+                    @for c in &CATEGORIES {
+                        div.option {
+                            input type="checkbox" id=(c.field) name=(c.field) value="on" checked[checked(c.field)] disabled[disabled]
+                                aria-describedby={ (c.field) "-about" };
+                            label for=(c.field) { (c.label) }
+                            p id={ (c.field) "-about" } { (c.about) }
+                        }
+                    }
+                }
+                @if !s.verified_publishers.is_empty() {
+                    p { "Verified publishers: " (s.verified_publishers.join(", ")) }
+                }
+                @if p.editable {
+                    button type="submit" { "Save changes" }
+                }
+            }
+        },
+    )
+}
+
+/// A refusal or an error, as a page.
+pub fn problem(title: &str, message: &str, user: Option<(&str, &str)>) -> Markup {
+    layout(
+        title,
+        user,
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+            p { a href="/console" { "Back to your organisations" } }
+        },
+    )
+}

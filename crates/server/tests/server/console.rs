@@ -1,0 +1,483 @@
+//! The console, answered in process: sign-in into a session cookie with the
+//! right flags, login CSRF and form CSRF, session fixation, rate-limited
+//! failures, and the Image access page (owners edit, members read only and
+//! are refused even with a hand-made POST).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use imagegate_server::console::{self, Console, LOGIN_COOKIE, SESSION_COOKIE};
+use imagegate_server::identity::Identity;
+use imagegate_server::store::{Role, SqliteStore, Store};
+use tower::ServiceExt;
+
+struct Setup {
+    app: Router,
+    identity: Identity,
+}
+
+fn setup_with(tls: bool) -> Setup {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let dir = std::env::temp_dir().join(format!("imagegate-console-{}", u64::from_le_bytes(b)));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+    let identity = Identity::new(store.clone());
+    identity.create_org("corp", &["corp".to_owned()]).unwrap();
+    identity.create_org("rival", &[]).unwrap();
+    for (user, org, role) in [
+        ("olga", "corp", Role::Owner),
+        ("alice", "corp", Role::Member),
+        ("rita", "rival", Role::Owner),
+    ] {
+        identity.create_user(user, "correct horse battery").unwrap();
+        store.set_member(org, user, role).unwrap();
+    }
+    Setup {
+        app: console::routes(Arc::new(Console::new(identity.clone(), tls))),
+        identity,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with(false)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or_default()
+    }
+
+    /// The `Set-Cookie` value for `name`, whole.
+    fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    fn cookie_value(&self, name: &str) -> Option<String> {
+        self.set_cookie(name)
+            .map(|c| c.split(';').next().unwrap()[name.len() + 1..].to_owned())
+    }
+
+    /// The value of the hidden input `name` in the page.
+    fn hidden(&self, name: &str) -> String {
+        let marker = format!(r#"name="{name}" value=""#);
+        let at = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{name} in {}", self.body))
+            + marker.len();
+        self.body[at..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Setup {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        cookies: &[(&str, &str)],
+        form: Option<&str>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if !cookies.is_empty() {
+            let c: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header(header::COOKIE, c.join("; "));
+        }
+        if form.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(
+                request
+                    .body(form.map_or_else(Body::empty, |f| Body::from(f.to_owned())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    /// Signs in through the form; returns the session cookie's value.
+    async fn sign_in(&self, user: &str) -> String {
+        let page = self.send("GET", "/console/sign-in", &[], None).await;
+        let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+        let form = format!("login={login}&username={user}&password=correct+horse+battery");
+        let answer = self
+            .send(
+                "POST",
+                "/console/sign-in",
+                &[(LOGIN_COOKIE, &login)],
+                Some(&form),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        answer.cookie_value(SESSION_COOKIE).unwrap()
+    }
+
+    async fn csrf(&self, session: &str, path: &str) -> String {
+        self.send("GET", path, &[(SESSION_COOKIE, session)], None)
+            .await
+            .hidden("csrf")
+    }
+}
+
+const PAGE: &str = "/console/orgs/corp/image-access";
+
+#[tokio::test]
+async fn signing_in_sets_a_session_cookie_that_scripts_cannot_read() {
+    let s = setup();
+    let answer = s.send("GET", "/console", &[], None).await;
+    assert_eq!(
+        (answer.status, answer.location()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+    let page = s.send("GET", "/console/sign-in", &[], None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<label for="username">Username</label>"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"<label for="password">Password</label>"#)
+    );
+    let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+    assert_eq!(page.hidden("login"), login);
+    let form = format!("login={login}&username=olga&password=correct+horse+battery");
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login)],
+            Some(&form),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.location()),
+        (StatusCode::SEE_OTHER, "/console")
+    );
+    let cookie = answer.set_cookie(SESSION_COOKIE).unwrap();
+    assert!(cookie.contains("; HttpOnly"), "{cookie}");
+    assert!(cookie.contains("; SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
+    let session = answer.cookie_value(SESSION_COOKIE).unwrap();
+    let home = s
+        .send("GET", "/console", &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("Signed in as olga"));
+    assert!(
+        home.body
+            .contains(r#"<a href="/console/orgs/corp/image-access">corp</a>"#)
+    );
+
+    // Over TLS the cookie is Secure too.
+    let s = setup_with(true);
+    let page = s.send("GET", "/console/sign-in", &[], None).await;
+    assert!(page.set_cookie(LOGIN_COOKIE).unwrap().contains("; Secure"));
+    let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+    let form = format!("login={login}&username=olga&password=correct+horse+battery");
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login)],
+            Some(&form),
+        )
+        .await;
+    assert!(
+        answer
+            .set_cookie(SESSION_COOKIE)
+            .unwrap()
+            .contains("; Secure")
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_form_from_elsewhere_is_refused_and_failures_are_limited() {
+    let s = setup();
+    // Login CSRF: a form posted from another site has no matching cookie.
+    let form = "login=forged&username=olga&password=correct+horse+battery";
+    let answer = s.send("POST", "/console/sign-in", &[], Some(form)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.set_cookie(SESSION_COOKIE).is_none());
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, "other")],
+            Some(form),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+
+    let page = s.send("GET", "/console/sign-in", &[], None).await;
+    let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+    let wrong = format!("login={login}&username=alice&password=wrong");
+    for _ in 0..imagegate_server::throttle::MAX_FAILURES {
+        let answer = s
+            .send(
+                "POST",
+                "/console/sign-in",
+                &[(LOGIN_COOKIE, &login)],
+                Some(&wrong),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert!(answer.body.contains("Invalid username or password."));
+    }
+    let right = format!("login={login}&username=alice&password=correct+horse+battery");
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login)],
+            Some(&right),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "limited even with the right password"
+    );
+    assert!(answer.body.contains("Too many failed sign-ins"));
+    assert!(answer.set_cookie(SESSION_COOKIE).is_none());
+    // An unknown user is answered as a wrong password.
+    let unknown = format!("login={login}&username=nobody&password=x");
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login)],
+            Some(&unknown),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_session_id_planted_before_sign_in_is_never_the_signed_in_one() {
+    let s = setup();
+    let page = s.send("GET", "/console/sign-in", &[], None).await;
+    let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+    let planted = "attacker-chosen-session-id";
+    let form = format!("login={login}&username=olga&password=correct+horse+battery");
+    let answer = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login), (SESSION_COOKIE, planted)],
+            Some(&form),
+        )
+        .await;
+    let session = answer.cookie_value(SESSION_COOKIE).unwrap();
+    assert_ne!(session, planted);
+    assert!(session.len() >= 40, "256 random bits");
+    let as_attacker = s
+        .send("GET", "/console", &[(SESSION_COOKIE, planted)], None)
+        .await;
+    assert_eq!(as_attacker.location(), "/console/sign-in");
+    // Signing out ends the session for good.
+    let csrf = s.csrf(&session, "/console").await;
+    let out = s
+        .send(
+            "POST",
+            "/console/sign-out",
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}")),
+        )
+        .await;
+    assert_eq!(
+        (out.status, out.location()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+    assert!(
+        out.set_cookie(SESSION_COOKIE)
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = s
+        .send("GET", "/console", &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(after.location(), "/console/sign-in");
+}
+
+#[tokio::test]
+async fn an_owner_switches_image_access_on_with_community_off_from_the_page() {
+    let s = setup();
+    let session = s.sign_in("olga").await;
+    let page = s
+        .send("GET", PAGE, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Every category has a labelled box; Organization images are checked and fixed.
+    for (id, label) in [
+        ("enabled", "Restrict the Docker Hub images members may pull"),
+        ("organization", "Organization images"),
+        ("official", "Docker Official Images"),
+        ("verified_publisher", "Docker Verified Publisher Images"),
+        ("community", "Community images"),
+    ] {
+        assert!(
+            page.body
+                .contains(&format!(r#"<label for="{id}">{label}</label>"#)),
+            "{id}"
+        );
+    }
+    assert!(
+        page.body
+            .contains(r#"<input type="checkbox" id="organization" checked disabled"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"<button type="submit">Save changes</button>"#)
+    );
+    let csrf = page.hidden("csrf");
+    let form = format!("csrf={csrf}&enabled=on&official=on&verified_publisher=on");
+    let saved = s
+        .send("POST", PAGE, &[(SESSION_COOKIE, &session)], Some(&form))
+        .await;
+    assert_eq!(
+        (saved.status, saved.location()),
+        (
+            StatusCode::SEE_OTHER,
+            "/console/orgs/corp/image-access?saved=1"
+        )
+    );
+    let ia = imagegate_server::settings::image_access(&s.identity, "corp").unwrap();
+    assert!(ia.enabled && ia.official && ia.verified_publisher && !ia.community);
+    let changes = s.identity.store().policy_changes("corp", 5).unwrap();
+    assert_eq!(
+        (changes[0].user.as_str(), changes[0].what.as_str()),
+        ("olga", "image_access")
+    );
+    let page = s
+        .send(
+            "GET",
+            "/console/orgs/corp/image-access?saved=1",
+            &[(SESSION_COOKIE, &session)],
+            None,
+        )
+        .await;
+    assert!(page.body.contains("Saved."));
+    assert!(
+        page.body
+            .contains(r#"id="enabled" name="enabled" value="on" checked"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"id="community" name="community" value="on" aria-describedby"#),
+        "community unchecked"
+    );
+}
+
+#[tokio::test]
+async fn members_see_every_control_disabled_and_a_hand_made_post_is_refused() {
+    let s = setup();
+    let session = s.sign_in("alice").await;
+    let page = s
+        .send("GET", PAGE, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("Only owners of corp manage image access.")
+    );
+    for id in ["enabled", "official", "verified_publisher", "community"] {
+        let at = page.body.find(&format!(r#"id="{id}""#)).unwrap();
+        let tag = &page.body[at..at + page.body[at..].find('>').unwrap()];
+        assert!(tag.contains("disabled"), "{id}: {tag}");
+    }
+    assert!(!page.body.contains("Save changes"));
+    let before = s.identity.org("corp").unwrap().policy;
+    let csrf = page.hidden("csrf");
+    let form = format!("csrf={csrf}&enabled=on&official=on&verified_publisher=on&community=on");
+    let refused = s
+        .send("POST", PAGE, &[(SESSION_COOKIE, &session)], Some(&form))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("Only owners of corp can change image access")
+    );
+    assert_eq!(s.identity.org("corp").unwrap().policy, before);
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused() {
+    let s = setup();
+    let session = s.sign_in("olga").await;
+    let before = s.identity.org("corp").unwrap().policy;
+    for form in [
+        "enabled=on&community=on",
+        "csrf=&enabled=on",
+        "csrf=guess&enabled=on&community=on",
+    ] {
+        let answer = s
+            .send("POST", PAGE, &[(SESSION_COOKIE, &session)], Some(form))
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{form}");
+    }
+    // Another session's token does not fit this one.
+    let other = s.sign_in("olga").await;
+    let their = s.csrf(&other, PAGE).await;
+    let answer = s
+        .send(
+            "POST",
+            PAGE,
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={their}&enabled=on")),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.identity.org("corp").unwrap().policy, before);
+    // Without a session there is nothing to post as.
+    let answer = s.send("POST", PAGE, &[], Some("csrf=x&enabled=on")).await;
+    assert_eq!(answer.location(), "/console/sign-in");
+}
+
+#[tokio::test]
+async fn another_organisations_owner_sees_nothing_of_it() {
+    let s = setup();
+    let session = s.sign_in("rita").await;
+    let page = s
+        .send("GET", PAGE, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("Organisation corp not found."));
+    let csrf = s.csrf(&session, "/console").await;
+    let answer = s
+        .send(
+            "POST",
+            PAGE,
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}&enabled=on&community=on")),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
