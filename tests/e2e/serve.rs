@@ -17,6 +17,8 @@ struct Server {
     child: Child,
     port: u16,
     logs: mpsc::Receiver<String>,
+    /// Log lines read while waiting for others.
+    seen: Vec<String>,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
             child,
             port: 0,
             logs,
+            seen: Vec::new(),
         };
         let line = server.wait_for_log("listening", Duration::from_secs(20));
         let log: Value = serde_json::from_str(&line).expect("JSON log line");
@@ -66,7 +69,7 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.logs.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => self.seen.push(line),
                 Err(_) => panic!("no log line containing {needle:?} within {within:?}"),
             }
         }
@@ -470,6 +473,7 @@ fn the_example_config_serves_both_doors_over_https() {
         child,
         port: 0,
         logs,
+        seen: Vec::new(),
     };
     let line = server.wait_for_log("listening", Duration::from_secs(20));
     let log: Value = serde_json::from_str(&line).unwrap();
@@ -811,4 +815,93 @@ fn policy_and_policy_org_together_are_refused() {
         "{}",
         crate::stderr(&out)
     );
+}
+
+#[test]
+fn the_first_start_creates_an_administrator_whose_password_signs_in_to_the_console() {
+    let dir = temp_dir("first-start");
+    certs(&dir);
+    let ca = dir.join("ca.crt");
+    let data = dir.join("data");
+    let tls = [
+        "--tls-cert".to_owned(),
+        dir.join("tls.crt").to_str().unwrap().to_owned(),
+        "--tls-key".to_owned(),
+        dir.join("tls.key").to_str().unwrap().to_owned(),
+        "--data-dir".to_owned(),
+        data.to_str().unwrap().to_owned(),
+    ];
+    let args: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
+    let line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("first start: created the administrator"))
+        .expect("the first start says who and the password")
+        .clone();
+    let log: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["user"], "admin");
+    let password = log["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 24, "{password}");
+
+    // Sign in as a browser would: fetch the form (and its cookie), post it.
+    let jar = dir.join("cookies");
+    let run = |args: &[&str]| {
+        let o = Command::new("curl")
+            .args(["--silent", "--show-error", "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                &format!("{SERVICE_HOST}:{}:127.0.0.1", server.port),
+            ])
+            .args([
+                "--cookie",
+                jar.to_str().unwrap(),
+                "--cookie-jar",
+                jar.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let form = run(&[&server.url("/console/sign-in")]);
+    let marker = r#"name="login" value=""#;
+    let login = form[form.find(marker).unwrap() + marker.len()..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let answer = run(&[
+        "--write-out",
+        "%{http_code} %{redirect_url}",
+        "--output",
+        "/dev/null",
+        "--data-urlencode",
+        &format!("login={login}"),
+        "--data-urlencode",
+        "username=admin",
+        "--data-urlencode",
+        &format!("password={password}"),
+        &server.url("/console/sign-in"),
+    ]);
+    assert_eq!(answer, format!("303 {}", server.url("/console")));
+    let jar_text = std::fs::read_to_string(&jar).unwrap();
+    let session = jar_text
+        .lines()
+        .find(|l| l.contains("imagegate_session"))
+        .expect("a session cookie");
+    assert!(session.starts_with("#HttpOnly_"), "HttpOnly: {session}");
+    assert!(
+        session.split('\t').nth(3) == Some("TRUE"),
+        "Secure over TLS: {session}"
+    );
+    let home = run(&[&server.url("/console")]);
+    assert!(home.contains("Signed in as admin"), "{home}");
+
+    // A second start on the same store creates no one and prints no password.
+    stop(&mut server);
+    let server = Server::start(&args);
+    assert!(!server.seen.iter().any(|l| l.contains("first start")));
+    drop(server);
 }

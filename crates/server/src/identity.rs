@@ -68,6 +68,9 @@ pub fn default_policy(org: &str, namespaces: &[String]) -> String {
     )
 }
 
+/// The user created on a first start.
+pub const FIRST_ADMINISTRATOR: &str = "admin";
+
 /// How long a console session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
 
@@ -309,6 +312,18 @@ impl Identity {
             after: text.to_owned(),
         })?;
         Ok(())
+    }
+
+    /// On a store with no users, creates the administrator `admin` with a
+    /// random password and returns it, to be shown once; `None` otherwise.
+    pub fn first_administrator(&self) -> Result<Option<String>, IdentityError> {
+        if self.store.has_users()? {
+            return Ok(None);
+        }
+        let password =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<18>()?);
+        self.create_user(FIRST_ADMINISTRATOR, &password)?;
+        Ok(Some(password))
     }
 
     /// Starts a console session for `user`, who has just proven their

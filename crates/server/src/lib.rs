@@ -164,6 +164,15 @@ pub async fn serve(
         config.database_url.as_deref(),
     )?);
     let identity = identity::Identity::new(store);
+    match identity.first_administrator() {
+        Ok(Some(password)) => tracing::warn!(
+            user = identity::FIRST_ADMINISTRATOR,
+            password = %password,
+            "first start: created the administrator; sign in at /console with this password, which is shown only now"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "first start: could not create the administrator"),
+    }
     for org in [&config.default_org, &config.policy_org]
         .into_iter()
         .flatten()

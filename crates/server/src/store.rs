@@ -217,6 +217,8 @@ pub trait Store: Send + Sync {
     fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError>;
     /// Creates a user.
     fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    /// Whether any user exists (none on a first start).
+    fn has_users(&self) -> Result<bool, StoreError>;
     /// A user by name.
     fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
     /// Adds a user to an organisation, or changes their role.
@@ -566,6 +568,10 @@ impl Store for SqliteStore {
                 source,
             }),
         }
+    }
+
+    fn has_users(&self) -> Result<bool, StoreError> {
+        self.with(|c| c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0)))
     }
 
     fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
