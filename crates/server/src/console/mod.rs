@@ -56,6 +56,10 @@ pub fn routes(console: Arc<Console>) -> Router {
             "/console/orgs/{org}/image-access",
             get(image_access_page).post(image_access_save),
         )
+        .route(
+            "/console/orgs/{org}/registry-access",
+            get(registry_access_page).post(registry_access_save),
+        )
         .with_state(console)
 }
 
@@ -421,6 +425,108 @@ async fn image_access_save(
         Err(settings::SettingsError::Invalid { message, .. }) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
             pages::problem("Not saved", &message, Some((&who.user, &who.csrf))),
+        )),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+async fn registry_access_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Query(saved): Query<Saved>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    let role = role_in(&console, &who, &org)?;
+    let ra =
+        settings::registry_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
+    Ok(pages::registry_access(&pages::RegistryAccessPage {
+        user: &who.user,
+        csrf: &who.csrf,
+        org: &org,
+        enabled: ra.enabled,
+        allow: &ra.allow.join("\n"),
+        editable: role == Role::Owner,
+        saved: saved.saved.is_some(),
+        problems: &[],
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct RegistryAccessForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    allow: String,
+}
+
+async fn registry_access_save(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<RegistryAccessForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    if role_in(&console, &who, &org)? != Role::Owner {
+        return Err(Refusal::Forbidden {
+            message: format!(
+                "Only owners of {org} can change registry access; members see it read-only."
+            ),
+            who: who.header(),
+        });
+    }
+    // One entry per non-blank line; problems are reported by line number.
+    let lines: Vec<(usize, &str)> = form
+        .allow
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    let problems: Vec<settings::Problem> = lines
+        .iter()
+        .filter_map(|(n, entry)| {
+            settings::check_registry(entry)
+                .err()
+                .map(|message| settings::Problem {
+                    path: format!("line {n}"),
+                    at: None,
+                    message,
+                })
+        })
+        .collect();
+    let to = settings::RegistryAccess {
+        enabled: form.enabled.is_some(),
+        allow: lines.iter().map(|(_, l)| (*l).to_owned()).collect(),
+    };
+    let saved = if problems.is_empty() {
+        settings::set_registry_access(&console.identity, &org, &who.user, &to)
+    } else {
+        Err(settings::SettingsError::Invalid {
+            message: String::new(),
+            problems,
+        })
+    };
+    match saved {
+        Ok(()) => Ok(
+            Redirect::to(&format!("/console/orgs/{org}/registry-access?saved=1")).into_response(),
+        ),
+        Err(settings::SettingsError::Invalid { problems, .. }) => Ok(page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::registry_access(&pages::RegistryAccessPage {
+                user: &who.user,
+                csrf: &who.csrf,
+                org: &org,
+                enabled: to.enabled,
+                allow: &form.allow,
+                editable: true,
+                saved: false,
+                problems: &problems,
+            }),
         )),
         Err(e) => Err(Refusal::unavailable(&e)),
     }

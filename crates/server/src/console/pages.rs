@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::settings::ImageAccess;
+use crate::settings::{ImageAccess, Problem};
 
 const STYLE: &str = "
 body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
@@ -22,6 +22,8 @@ legend{font-weight:600;padding:0 .3rem}
 button{font:inherit;padding:.4rem 1rem;border-radius:6px;border:1px solid #0b3d91;background:#0b3d91;color:#fff;cursor:pointer}
 header button{background:transparent;border-color:#fff}
 input[type=text],input[type=password]{font:inherit;padding:.3rem .5rem;width:18rem}
+textarea{font:14px/1.4 ui-monospace,monospace;padding:.3rem .5rem}
+nav{margin:0 0 .5rem}
 label{cursor:pointer}
 a{color:#0b3d91}
 :focus-visible{outline:3px solid #d4a72c;outline-offset:2px}
@@ -105,6 +107,27 @@ pub fn home(user: &str, csrf: &str, orgs: &[(String, &'static str)]) -> Markup {
     )
 }
 
+/// The organisation's pages, the current one marked.
+fn org_nav(org: &str, current: &str) -> Markup {
+    let pages = [
+        ("image-access", "Image access"),
+        ("registry-access", "Registry access"),
+    ];
+    html! {
+        nav aria-label="Organisation" {
+            a href="/console" { "Organisations" } " / " (org) " · "
+            @for (i, (path, label)) in pages.iter().enumerate() {
+                @if i > 0 { " · " }
+                @if *path == current {
+                    strong aria-current="page" { (label) }
+                } @else {
+                    a href={ "/console/orgs/" (org) "/" (path) } { (label) }
+                }
+            }
+        }
+    }
+}
+
 /// One category's box: name, what it is and its risk.
 struct CategoryBox {
     field: &'static str,
@@ -154,7 +177,7 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
         "Image access",
         Some((p.user, p.csrf)),
         html! {
-            p { a href="/console" { "Organisations" } " / " (p.org) }
+            (org_nav(p.org, "image-access"))
             h1 { "Image access" }
             p { "Choose which Docker Hub images members of " (p.org) " may pull. Off by default; when on, community images are off unless you allow them." }
             @if p.saved {
@@ -194,6 +217,69 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
                 }
                 @if !s.verified_publishers.is_empty() {
                     p { "Verified publishers: " (s.verified_publishers.join(", ")) }
+                }
+                @if p.editable {
+                    button type="submit" { "Save changes" }
+                }
+            }
+        },
+    )
+}
+
+/// What the Registry access page shows.
+pub struct RegistryAccessPage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub org: &'a str,
+    pub enabled: bool,
+    /// The registries, one per line (as saved, or as just submitted).
+    pub allow: &'a str,
+    pub editable: bool,
+    pub saved: bool,
+    /// Entries refused on entry, by line.
+    pub problems: &'a [Problem],
+}
+
+/// Registry access: the switch and the allowed registries, one per line,
+/// each checked with the policy's pattern rules when saved.
+pub fn registry_access(p: &RegistryAccessPage<'_>) -> Markup {
+    let disabled = !p.editable;
+    layout(
+        "Registry access",
+        Some((p.user, p.csrf)),
+        html! {
+            (org_nav(p.org, "registry-access"))
+            h1 { "Registry access" }
+            p { "Choose the registries members of " (p.org) " may pull from. A registry (ghcr.io) allows all of it; a path (ghcr.io/corp) allows what is under it; *.corp.example allows its subdomains." }
+            @if p.saved {
+                p.saved role="status" { "Saved. The gateway and the admission doors apply it within a second." }
+            }
+            @if !p.problems.is_empty() {
+                div.error role="alert" id="problems" {
+                    p { "Not saved: fix these entries." }
+                    ul {
+                        @for problem in p.problems {
+                            li { (problem.path) ": " (problem.message) }
+                        }
+                    }
+                }
+            }
+            @if disabled {
+                p.note { "Only owners of " (p.org) " manage registry access. You can see the settings; you cannot change them." }
+            }
+            form method="post" action={ "/console/orgs/" (p.org) "/registry-access" } {
+                input type="hidden" name="csrf" value=(p.csrf);
+                fieldset {
+                    legend { "Registry access" }
+                    div.option {
+                        input type="checkbox" id="enabled" name="enabled" value="on" checked[p.enabled] disabled[disabled];
+                        label for="enabled" { "Allow only the registries listed below" }
+                    }
+                    p {
+                        label for="allow" { "Allowed registries, one per line" } br;
+                        textarea id="allow" name="allow" rows="8" cols="48" disabled[disabled]
+                            aria-describedby=[(!p.problems.is_empty()).then_some("problems")] { (p.allow) }
+                    }
                 }
                 @if p.editable {
                     button type="submit" { "Save changes" }

@@ -481,3 +481,121 @@ async fn another_organisations_owner_sees_nothing_of_it() {
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
+
+const REGISTRIES: &str = "/console/orgs/corp/registry-access";
+
+#[tokio::test]
+async fn an_owner_edits_the_allowed_registries_and_bad_entries_are_refused_by_line() {
+    let s = setup();
+    let session = s.sign_in("olga").await;
+    let page = s
+        .send("GET", REGISTRIES, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<label for="allow">Allowed registries, one per line</label>"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"<a href="/console/orgs/corp/image-access">Image access</a>"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"<strong aria-current="page">Registry access</strong>"#)
+    );
+    let csrf = page.hidden("csrf");
+
+    let bad = format!(
+        "csrf={csrf}&enabled=on&allow=docker.io%0Aghcr.io%2FCorp%0A%0Aghcr.io.evil.io%2F..%2Fx"
+    );
+    let refused = s
+        .send(
+            "POST",
+            REGISTRIES,
+            &[(SESSION_COOKIE, &session)],
+            Some(&bad),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("Not saved: fix these entries."));
+    assert!(
+        refused.body.contains("<li>line 2: invalid pattern"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("<li>line 4: invalid pattern"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("line 1:"), "docker.io is fine");
+    assert!(
+        refused
+            .body
+            .contains("docker.io\nghcr.io/Corp\n\nghcr.io.evil.io/../x</textarea>"),
+        "what was typed is kept"
+    );
+    assert!(
+        !imagegate_server::settings::registry_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+
+    let good = format!("csrf={csrf}&enabled=on&allow=docker.io%0D%0A+ghcr.io%2Fcorp+%0D%0A");
+    let saved = s
+        .send(
+            "POST",
+            REGISTRIES,
+            &[(SESSION_COOKIE, &session)],
+            Some(&good),
+        )
+        .await;
+    assert_eq!(
+        (saved.status, saved.location()),
+        (
+            StatusCode::SEE_OTHER,
+            "/console/orgs/corp/registry-access?saved=1"
+        )
+    );
+    let ra = imagegate_server::settings::registry_access(&s.identity, "corp").unwrap();
+    assert!(ra.enabled);
+    assert_eq!(ra.allow, ["docker.io", "ghcr.io/corp"]);
+    let page = s
+        .send("GET", REGISTRIES, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert!(page.body.contains(">docker.io\nghcr.io/corp</textarea>"));
+}
+
+#[tokio::test]
+async fn members_see_the_registries_read_only_and_cannot_post_them() {
+    let s = setup();
+    let session = s.sign_in("alice").await;
+    let page = s
+        .send("GET", REGISTRIES, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert!(
+        page.body
+            .contains("Only owners of corp manage registry access.")
+    );
+    assert!(
+        page.body
+            .contains(r#"<textarea id="allow" name="allow" rows="8" cols="48" disabled"#)
+    );
+    assert!(!page.body.contains("Save changes"));
+    let csrf = page.hidden("csrf");
+    let answer = s
+        .send(
+            "POST",
+            REGISTRIES,
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}&enabled=on&allow=evil.example")),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(
+        !imagegate_server::settings::registry_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+}
