@@ -1,8 +1,9 @@
 //! The REST API under `/api/v1`: organisations, their policy, image access,
 //! registry access, members, the record of changes, the audit log and the
-//! caller's personal access tokens, with the same
-//! owner/member permissions as the console. Callers sign in with a personal
-//! access token as a Bearer token. The OpenAPI document at
+//! caller's personal access tokens, with the same owner/member permissions
+//! as the console. Callers sign in with a personal access token as a Bearer
+//! token, or with the console's session cookie (changes then need the
+//! session's CSRF token in `X-CSRF-Token`). The OpenAPI document at
 //! `/api/v1/openapi.json` is generated from these handlers (utoipa), so the
 //! spec cannot drift from the code.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts};
+use axum::http::{Method, header, request::Parts};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
@@ -119,9 +120,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Caller, ApiError> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "sign in: send a personal access token as Authorization: Bearer igpat_…",
-            ));
+            return session_caller(parts, api);
         };
         let secret = value
             .to_str()
@@ -141,6 +140,36 @@ impl FromRequestParts<Arc<Api>> for Caller {
             Err(e) => Err(ApiError::unavailable(&e)),
         }
     }
+}
+
+/// The console's session cookie signs in to the API too. A request that
+/// changes something must also carry the session's CSRF token in
+/// `X-CSRF-Token`, which another site's page cannot read or send.
+fn session_caller(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
+    let no_credentials = || {
+        ApiError::unauthorized(
+            "sign in: send a personal access token as Authorization: Bearer igpat_…",
+        )
+    };
+    let secret = crate::console::cookie(&parts.headers, crate::console::SESSION_COOKIE)
+        .ok_or_else(no_credentials)?;
+    let session = api
+        .identity
+        .session(secret)
+        .map_err(|e| ApiError::unavailable(&e))?
+        .ok_or_else(no_credentials)?;
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let sent = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !safe && sent != session.csrf {
+        return Err(ApiError::forbidden(
+            "a change signed in by the console's session needs its CSRF token in X-CSRF-Token",
+        ));
+    }
+    Ok(Caller { user: session.user })
 }
 
 impl Caller {

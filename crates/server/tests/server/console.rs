@@ -599,3 +599,68 @@ async fn members_see_the_registries_read_only_and_cannot_post_them() {
             .enabled
     );
 }
+
+#[tokio::test]
+async fn the_console_session_signs_in_to_the_api_and_changes_need_its_csrf_token() {
+    let s = setup();
+    let session = s.sign_in("olga").await;
+    let csrf = s.csrf(&session, "/console").await;
+    let api = imagegate_server::api::routes(Arc::new(imagegate_server::api::Api::new(
+        s.identity.clone(),
+    )));
+    let call = |method: &str, path: &str, token: Option<&str>, body: Option<&str>| {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, format!("{SESSION_COOKIE}={session}"));
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        if body.is_some() {
+            r = r.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = r
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .unwrap();
+        let api = api.clone();
+        async move {
+            let response = api.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (status, me) = call("GET", "/api/v1/me", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(me.contains(r#""user":"olga""#));
+    let body = r#"{"enabled": true, "categories": {"official": true, "verified_publisher": true, "community": false}}"#;
+    let (status, refused) = call("PUT", "/api/v1/orgs/corp/image-access", None, Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused.contains("X-CSRF-Token"));
+    let (status, _) = call(
+        "PUT",
+        "/api/v1/orgs/corp/image-access",
+        Some("guess"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        !imagegate_server::settings::image_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+    let (status, _) = call(
+        "PUT",
+        "/api/v1/orgs/corp/image-access",
+        Some(&csrf),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        imagegate_server::settings::image_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+}
