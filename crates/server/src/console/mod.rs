@@ -216,6 +216,26 @@ fn csrf_ok(who: &Signed, sent: &str) -> Result<(), Refusal> {
     })
 }
 
+/// A form an owner posts: signed in, the session's CSRF token, and an owner
+/// of `org`. A member is refused whatever the form carries.
+fn owner_posting(
+    console: &Console,
+    headers: &HeaderMap,
+    org: &str,
+    csrf: &str,
+    what: &str,
+) -> Result<Signed, Refusal> {
+    let who = signed(console, headers)?;
+    csrf_ok(&who, csrf)?;
+    if role_in(console, &who, org)? != Role::Owner {
+        return Err(Refusal::Forbidden {
+            message: format!("Only owners of {org} can change {what}; members see it read-only."),
+            who: who.header(),
+        });
+    }
+    Ok(who)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -398,16 +418,7 @@ async fn image_access_save(
     Path(org): Path<String>,
     Form(form): Form<ImageAccessForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    if role_in(&console, &who, &org)? != Role::Owner {
-        return Err(Refusal::Forbidden {
-            message: format!(
-                "Only owners of {org} can change image access; members see it read-only."
-            ),
-            who: who.header(),
-        });
-    }
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "image access")?;
     let current =
         settings::image_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
     let on = |v: &Option<String>| v.is_some();
@@ -469,16 +480,7 @@ async fn registry_access_save(
     Path(org): Path<String>,
     Form(form): Form<RegistryAccessForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    if role_in(&console, &who, &org)? != Role::Owner {
-        return Err(Refusal::Forbidden {
-            message: format!(
-                "Only owners of {org} can change registry access; members see it read-only."
-            ),
-            who: who.header(),
-        });
-    }
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "registry access")?;
     // One entry per non-blank line; problems are reported by line number.
     let lines: Vec<(usize, &str)> = form
         .allow
