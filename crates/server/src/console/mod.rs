@@ -56,6 +56,11 @@ pub fn routes(console: Arc<Console>) -> Router {
             "/console/orgs/{org}/image-access",
             get(image_access_page).post(image_access_save),
         )
+        .route("/console/tokens", get(tokens_page).post(create_token))
+        .route(
+            "/console/tokens/{id}/revoke",
+            axum::routing::post(revoke_token),
+        )
         .route(
             "/console/orgs/{org}/registry-access",
             get(registry_access_page).post(registry_access_save),
@@ -530,6 +535,106 @@ async fn registry_access_save(
                 problems: &problems,
             }),
         )),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+/// The signed-in user's tokens page, with a just-created token or an error.
+fn tokens_view(
+    console: &Console,
+    who: &Signed,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+) -> Result<maud::Markup, Refusal> {
+    let mut tokens = console
+        .identity
+        .store()
+        .tokens(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    tokens.sort_by_key(|t| std::cmp::Reverse(t.created));
+    Ok(pages::tokens(&pages::TokensPage {
+        user: &who.user,
+        csrf: &who.csrf,
+        tokens: &tokens,
+        created,
+        error,
+        now: crate::store::now(),
+    }))
+}
+
+async fn tokens_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    Ok(tokens_view(&console, &who, None, None)?.into_response())
+}
+
+#[derive(Deserialize)]
+struct NewTokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_days: String,
+}
+
+async fn create_token(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<NewTokenForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    let days = match form.expires_days.trim() {
+        "" => None,
+        d => match d.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let page = tokens_view(
+                    &console,
+                    &who,
+                    None,
+                    Some("Expiry must be a number of days."),
+                )?;
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+            }
+        },
+    };
+    match console.identity.create_token(&who.user, &form.name, days) {
+        // The secret is shown on this answer only: no redirect, no copy kept.
+        Ok(created) => Ok((
+            StatusCode::CREATED,
+            [(header::CACHE_CONTROL, "no-store")],
+            tokens_view(&console, &who, Some((&form.name, &created.secret)), None)?,
+        )
+            .into_response()),
+        Err(crate::identity::IdentityError::Invalid(m)) => {
+            let m = m.replace("--expires", "Expiry");
+            let page = tokens_view(&console, &who, None, Some(&m))?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+async fn revoke_token(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    match console.identity.revoke_token(&who.user, &id) {
+        Ok(()) => Ok(Redirect::to("/console/tokens").into_response()),
+        Err(crate::identity::IdentityError::Store(crate::store::StoreError::Missing {
+            ..
+        })) => Err(Refusal::Forbidden {
+            message: "You have no such token.".to_owned(),
+            who: who.header(),
+        }),
         Err(e) => Err(Refusal::unavailable(&e)),
     }
 }

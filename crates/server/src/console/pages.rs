@@ -4,6 +4,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::settings::{ImageAccess, Problem};
+use crate::store::Token;
 
 const STYLE: &str = "
 body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
@@ -24,6 +25,11 @@ header button{background:transparent;border-color:#fff}
 input[type=text],input[type=password]{font:inherit;padding:.3rem .5rem;width:18rem}
 textarea{font:14px/1.4 ui-monospace,monospace;padding:.3rem .5rem}
 nav{margin:0 0 .5rem}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}
+td form{margin:0}
+select{font:inherit;padding:.25rem}
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 label{cursor:pointer}
 a{color:#0b3d91}
 :focus-visible{outline:3px solid #d4a72c;outline-offset:2px}
@@ -44,6 +50,7 @@ pub fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Marku
                 header {
                     a href="/console" { strong { "imagegate" } }
                     @if let Some((name, csrf)) = user {
+                        a href="/console/tokens" { "Access tokens" }
                         span { "Signed in as " (name) }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(csrf);
@@ -283,6 +290,103 @@ pub fn registry_access(p: &RegistryAccessPage<'_>) -> Markup {
                 }
                 @if p.editable {
                     button type="submit" { "Save changes" }
+                }
+            }
+        },
+    )
+}
+
+/// What the Access tokens page shows.
+pub struct TokensPage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    /// The user's tokens, newest first.
+    pub tokens: &'a [Token],
+    /// A token just created: its name and secret, shown this once.
+    pub created: Option<(&'a str, &'a str)>,
+    pub error: Option<&'a str>,
+    /// Unix seconds now, to tell live tokens from expired ones.
+    pub now: i64,
+}
+
+fn day(seconds: i64) -> String {
+    crate::audit::rfc3339(seconds.saturating_mul(1000))
+        .get(..10)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Access tokens: create one (shown once, with a copy button), list them,
+/// revoke one. Personal access tokens are what `docker login` takes.
+pub fn tokens(p: &TokensPage<'_>) -> Markup {
+    layout(
+        "Access tokens",
+        Some((p.user, p.csrf)),
+        html! {
+            h1 { "Access tokens" }
+            p { "Sign in to the registry gateway with a personal access token, never your password: "
+                code { "docker login <gateway> -u " (p.user) } "." }
+            @if let Some(e) = p.error {
+                p.error role="alert" { (e) }
+            }
+            @if let Some((name, secret)) = p.created {
+                div.saved role="status" {
+                    p { "Token " strong { (name) } " created. Copy it now: it is not shown again." }
+                    p {
+                        label for="secret" { "Your new token" } br;
+                        input type="text" id="secret" readonly value=(secret) size="60";
+                        " "
+                        button type="button" id="copy" onclick="navigator.clipboard.writeText(document.getElementById('secret').value);this.textContent='Copied'" { "Copy" }
+                    }
+                }
+            }
+            h2 { "Create a token" }
+            form method="post" action="/console/tokens" {
+                input type="hidden" name="csrf" value=(p.csrf);
+                p {
+                    label for="name" { "Name (what it is for)" } br;
+                    input type="text" id="name" name="name" required maxlength="100";
+                }
+                p {
+                    label for="expires" { "Expires" } br;
+                    select id="expires" name="expires_days" {
+                        option value="30" { "in 30 days" }
+                        option value="90" selected { "in 90 days" }
+                        option value="365" { "in a year" }
+                        option value="" { "never" }
+                    }
+                }
+                button type="submit" { "Create token" }
+            }
+            h2 { "Your tokens" }
+            @if p.tokens.is_empty() {
+                p { "You have no tokens." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Expires" } th scope="col" { "State" } th scope="col" { span.visually-hidden { "Action" } } } }
+                    tbody {
+                        @for t in p.tokens {
+                            tr {
+                                td { (t.name) }
+                                td { (day(t.created)) }
+                                td { (t.last_used.map(day).unwrap_or_else(|| "never".to_owned())) }
+                                td { (t.expires.map(day).unwrap_or_else(|| "never".to_owned())) }
+                                td {
+                                    @if t.revoked.is_some() { "revoked" }
+                                    @else if t.expires.is_some_and(|e| e <= p.now) { "expired" }
+                                    @else { "active" }
+                                }
+                                td {
+                                    @if t.revoked.is_none() {
+                                        form method="post" action={ "/console/tokens/" (t.id) "/revoke" } {
+                                            input type="hidden" name="csrf" value=(p.csrf);
+                                            button type="submit" aria-label={ "Revoke " (t.name) } { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },

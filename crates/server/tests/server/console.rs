@@ -664,3 +664,116 @@ async fn the_console_session_signs_in_to_the_api_and_changes_need_its_csrf_token
             .enabled
     );
 }
+
+#[tokio::test]
+async fn a_user_creates_a_token_sees_it_once_and_revokes_it() {
+    let s = setup();
+    let session = s.sign_in("alice").await;
+    let page = s
+        .send(
+            "GET",
+            "/console/tokens",
+            &[(SESSION_COOKIE, &session)],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("You have no tokens."));
+    assert!(
+        page.body
+            .contains(r#"<label for="name">Name (what it is for)</label>"#)
+    );
+    let csrf = page.hidden("csrf");
+    let created = s
+        .send(
+            "POST",
+            "/console/tokens",
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}&name=laptop&expires_days=30")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(
+        created.headers.get(header::CACHE_CONTROL).unwrap(),
+        "no-store"
+    );
+    let marker = r#"id="secret" readonly value=""#;
+    let at = created.body.find(marker).expect("the secret is shown") + marker.len();
+    let secret = created.body[at..].split('"').next().unwrap().to_owned();
+    assert!(secret.starts_with("igpat_"));
+    assert!(created.body.contains(r#"<button type="button" id="copy""#));
+    // It works where tokens work, and is never shown again.
+    assert_eq!(s.identity.bearer(&secret).unwrap().unwrap().user, "alice");
+    let page = s
+        .send(
+            "GET",
+            "/console/tokens",
+            &[(SESSION_COOKIE, &session)],
+            None,
+        )
+        .await;
+    assert!(!page.body.contains(&secret));
+    assert!(page.body.contains("<td>laptop</td>"));
+    assert!(page.body.contains("<td>active</td>"));
+
+    // Another user cannot revoke it; its owner can, and it stops working.
+    let id = s.identity.store().tokens("alice").unwrap()[0].id.clone();
+    let olga = s.sign_in("olga").await;
+    let olga_csrf = s.csrf(&olga, "/console/tokens").await;
+    let path = format!("/console/tokens/{id}/revoke");
+    let refused = s
+        .send(
+            "POST",
+            &path,
+            &[(SESSION_COOKIE, &olga)],
+            Some(&format!("csrf={olga_csrf}")),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(s.identity.bearer(&secret).unwrap().is_ok());
+    let forged = s
+        .send(
+            "POST",
+            &path,
+            &[(SESSION_COOKIE, &session)],
+            Some("csrf=guess"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let revoked = s
+        .send(
+            "POST",
+            &path,
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}")),
+        )
+        .await;
+    assert_eq!(
+        (revoked.status, revoked.location()),
+        (StatusCode::SEE_OTHER, "/console/tokens")
+    );
+    assert!(s.identity.bearer(&secret).unwrap().is_err());
+    let page = s
+        .send(
+            "GET",
+            "/console/tokens",
+            &[(SESSION_COOKIE, &session)],
+            None,
+        )
+        .await;
+    assert!(page.body.contains("<td>revoked</td>"));
+
+    let bad = s
+        .send(
+            "POST",
+            "/console/tokens",
+            &[(SESSION_COOKIE, &session)],
+            Some(&format!("csrf={csrf}&name=&expires_days=30")),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("token name must be 1 to 100 printable characters")
+    );
+}
