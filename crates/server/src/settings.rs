@@ -1,7 +1,8 @@
 //! An organisation's settings as the console and the API show them: image
-//! access and registry access read from its policy document, and written back
-//! into it as a recorded change (`Identity::change_policy`). One place, so
-//! the two cannot disagree. Nothing here knows about HTTP.
+//! access and registry access read from its policy document and written back
+//! into it as a recorded change (`Identity::change_policy`), and its members,
+//! changed with a record beside the policy's. One place, so the two cannot
+//! disagree. Nothing here knows about HTTP.
 
 use imagegate_core::Policy;
 use imagegate_core::dockerhub::Category;
@@ -9,6 +10,7 @@ use imagegate_core::pattern::RegistryScope;
 use serde_json::Value;
 
 use crate::identity::{Identity, IdentityError};
+use crate::store::{PolicyChange, Role, now_ms};
 
 /// Image access: the switch, the categories, and who counts as what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub enum SettingsError {
         /// Each problem.
         problems: Vec<Problem>,
     },
+    /// Something named does not exist (a user, a membership).
+    #[error("{0}")]
+    Missing(String),
     /// The store failed, or a name is unknown.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -250,4 +255,92 @@ pub fn set_registry_access(
         "registryAccess",
         part,
     )
+}
+
+/// An organisation keeps at least one owner, or nobody could manage it.
+fn keep_an_owner(members: &[(String, Role)], org: &str, user: &str) -> Result<(), SettingsError> {
+    if members.iter().filter(|(_, r)| *r == Role::Owner).count() <= 1 {
+        return Err(invalid(
+            format!("{user} is the last owner of {org}: make another member an owner first"),
+            Vec::new(),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a membership change beside the policy changes.
+fn record_member(
+    identity: &Identity,
+    org: &str,
+    by: &str,
+    user: &str,
+    before: Option<Role>,
+    after: Option<Role>,
+) -> Result<(), SettingsError> {
+    let describe = |r: Option<Role>| match r {
+        Some(r) => format!("{user}: {}", r.as_str()),
+        None => format!("{user}: not a member"),
+    };
+    identity
+        .store()
+        .record_change(&PolicyChange {
+            time_ms: now_ms(),
+            org: org.to_owned(),
+            user: by.to_owned(),
+            what: "members".to_owned(),
+            before: describe(before),
+            after: describe(after),
+        })
+        .map_err(|e| SettingsError::Identity(e.into()))
+}
+
+/// `by` adds `user` to `org` or changes their role. The last owner cannot
+/// become a member.
+pub fn set_member(
+    identity: &Identity,
+    org: &str,
+    by: &str,
+    user: &str,
+    role: Role,
+) -> Result<(), SettingsError> {
+    let store = identity.store();
+    if store
+        .user(user)
+        .map_err(|e| SettingsError::Identity(e.into()))?
+        .is_none()
+    {
+        return Err(SettingsError::Missing(format!("user {user} not found")));
+    }
+    let members = identity.members(org)?;
+    let before = members.iter().find(|(u, _)| u == user).map(|(_, r)| *r);
+    if before == Some(Role::Owner) && role == Role::Member {
+        keep_an_owner(&members, org, user)?;
+    }
+    store
+        .set_member(org, user, role)
+        .map_err(|e| SettingsError::Identity(e.into()))?;
+    record_member(identity, org, by, user, before, Some(role))
+}
+
+/// `by` removes `user` from `org`. The last owner stays.
+pub fn remove_member(
+    identity: &Identity,
+    org: &str,
+    by: &str,
+    user: &str,
+) -> Result<(), SettingsError> {
+    let members = identity.members(org)?;
+    let Some(before) = members.iter().find(|(u, _)| u == user).map(|(_, r)| *r) else {
+        return Err(SettingsError::Missing(format!(
+            "{user} is not a member of {org}"
+        )));
+    };
+    if before == Role::Owner {
+        keep_an_owner(&members, org, user)?;
+    }
+    identity
+        .store()
+        .remove_member(org, user)
+        .map_err(|e| SettingsError::Identity(e.into()))?;
+    record_member(identity, org, by, user, Some(before), None)
 }

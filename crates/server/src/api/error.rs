@@ -133,6 +133,7 @@ impl From<crate::settings::SettingsError> for ApiError {
                         })
                         .collect(),
                 ),
+            SettingsError::Missing(m) => ApiError::not_found(m),
             SettingsError::Identity(e) => e.into(),
             stored @ SettingsError::Stored { .. } => ApiError::unavailable(&stored),
         }

@@ -1,6 +1,6 @@
-//! Members of an organisation (owners add, change and remove them) and a
-//! user's own personal access tokens (created, shown once, listed, revoked).
-//! A membership change is recorded beside the policy changes.
+//! Members of an organisation (owners add, change and remove them, through
+//! `crate::settings`) and a user's own personal access tokens (created,
+//! shown once, listed, revoked).
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 use super::orgs::Membership;
 use super::{Api, ApiError, Body, Caller, ErrorBody};
 use crate::audit::rfc3339;
-use crate::store::{PolicyChange, Role, Token, now_ms};
+use crate::settings;
+use crate::store::{Role, Token};
 
 /// A role to give a user.
 #[derive(Deserialize, ToSchema)]
@@ -41,25 +42,7 @@ pub async fn put_member(
     let role = Role::parse(&update.role).ok_or_else(|| {
         ApiError::invalid(format!("role {:?} is not owner or member", update.role))
     })?;
-    if api
-        .identity
-        .store()
-        .user(&user)
-        .map_err(|e| ApiError::unavailable(&e))?
-        .is_none()
-    {
-        return Err(ApiError::not_found(format!("user {user} not found")));
-    }
-    let members = api.identity.members(&org)?;
-    let before = members.iter().find(|(u, _)| *u == user).map(|(_, r)| *r);
-    if before == Some(Role::Owner) && role == Role::Member {
-        last_owner_guard(&members, &org, &user)?;
-    }
-    api.identity
-        .store()
-        .set_member(&org, &user, role)
-        .map_err(|e| ApiError::unavailable(&e))?;
-    record(&api, &org, &caller.user, &user, before, Some(role))?;
+    settings::set_member(&api.identity, &org, &caller.user, &user, role)?;
     Ok(Json(Membership::new(user, role)))
 }
 
@@ -75,58 +58,8 @@ pub async fn delete_member(
     Path((org, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.owner_of(&api, &org, "members")?;
-    let members = api.identity.members(&org)?;
-    let Some(before) = members.iter().find(|(u, _)| *u == user).map(|(_, r)| *r) else {
-        return Err(ApiError::not_found(format!(
-            "{user} is not a member of {org}"
-        )));
-    };
-    if before == Role::Owner {
-        last_owner_guard(&members, &org, &user)?;
-    }
-    api.identity
-        .store()
-        .remove_member(&org, &user)
-        .map_err(|e| ApiError::unavailable(&e))?;
-    record(&api, &org, &caller.user, &user, Some(before), None)?;
+    settings::remove_member(&api.identity, &org, &caller.user, &user)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// An organisation keeps at least one owner, or nobody could manage it.
-fn last_owner_guard(members: &[(String, Role)], org: &str, user: &str) -> Result<(), ApiError> {
-    let owners = members.iter().filter(|(_, r)| *r == Role::Owner).count();
-    if owners <= 1 {
-        return Err(ApiError::invalid(format!(
-            "{user} is the last owner of {org}: make another member an owner first"
-        )));
-    }
-    Ok(())
-}
-
-/// Records a membership change beside the policy changes.
-fn record(
-    api: &Api,
-    org: &str,
-    by: &str,
-    user: &str,
-    before: Option<Role>,
-    after: Option<Role>,
-) -> Result<(), ApiError> {
-    let describe = |r: Option<Role>| match r {
-        Some(r) => format!("{user}: {}", r.as_str()),
-        None => format!("{user}: not a member"),
-    };
-    api.identity
-        .store()
-        .record_change(&PolicyChange {
-            time_ms: now_ms(),
-            org: org.to_owned(),
-            user: by.to_owned(),
-            what: "members".to_owned(),
-            before: describe(before),
-            after: describe(after),
-        })
-        .map_err(|e| ApiError::unavailable(&e))
 }
 
 /// A personal access token as listed: never the secret.

@@ -58,6 +58,18 @@ pub fn routes(console: Arc<Console>) -> Router {
         )
         .route("/console/tokens", get(tokens_page).post(create_token))
         .route(
+            "/console/orgs/{org}/members",
+            get(members_page).post(add_member),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}",
+            axum::routing::post(change_member),
+        )
+        .route(
+            "/console/orgs/{org}/members/{user}/remove",
+            axum::routing::post(remove_member),
+        )
+        .route(
             "/console/tokens/{id}/revoke",
             axum::routing::post(revoke_token),
         )
@@ -637,4 +649,119 @@ async fn revoke_token(
         }),
         Err(e) => Err(Refusal::unavailable(&e)),
     }
+}
+
+/// The Members page, with an error after a refused change.
+fn members_view(
+    console: &Console,
+    who: &Signed,
+    org: &str,
+    role: Role,
+    error: Option<&str>,
+) -> Result<maud::Markup, Refusal> {
+    let members: Vec<(String, &'static str)> = console
+        .identity
+        .members(org)
+        .map_err(|e| Refusal::unavailable(&e))?
+        .into_iter()
+        .map(|(u, r)| (u, r.as_str()))
+        .collect();
+    Ok(pages::members(&pages::MembersPage {
+        user: &who.user,
+        csrf: &who.csrf,
+        org,
+        members: &members,
+        editable: role == Role::Owner,
+        error,
+    }))
+}
+
+async fn members_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    let role = role_in(&console, &who, &org)?;
+    Ok(members_view(&console, &who, &org, role, None)?.into_response())
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// Applies a membership change and answers with the page again: a redirect
+/// when it was made, the page with the reason when it was refused.
+fn member_change(
+    console: &Console,
+    who: &Signed,
+    org: &str,
+    change: Result<(), settings::SettingsError>,
+) -> Result<Response, Refusal> {
+    match change {
+        Ok(()) => Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response()),
+        Err(
+            settings::SettingsError::Invalid { message, .. }
+            | settings::SettingsError::Missing(message),
+        ) => {
+            let page = members_view(console, who, org, Role::Owner, Some(&message))?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+fn role_of(text: &str) -> Result<Role, settings::SettingsError> {
+    Role::parse(text).ok_or_else(|| settings::SettingsError::Invalid {
+        message: format!("role {text:?} is not owner or member"),
+        problems: Vec::new(),
+    })
+}
+
+async fn add_member(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, Refusal> {
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+    let change = role_of(&form.role).and_then(|role| {
+        settings::set_member(
+            &console.identity,
+            &org,
+            &who.user,
+            form.username.trim(),
+            role,
+        )
+    });
+    member_change(&console, &who, &org, change)
+}
+
+async fn change_member(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path((org, user)): Path<(String, String)>,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, Refusal> {
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+    let change = role_of(&form.role)
+        .and_then(|role| settings::set_member(&console.identity, &org, &who.user, &user, role));
+    member_change(&console, &who, &org, change)
+}
+
+async fn remove_member(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path((org, user)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+    let change = settings::remove_member(&console.identity, &org, &who.user, &user);
+    member_change(&console, &who, &org, change)
 }

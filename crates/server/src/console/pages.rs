@@ -119,6 +119,7 @@ fn org_nav(org: &str, current: &str) -> Markup {
     let pages = [
         ("image-access", "Image access"),
         ("registry-access", "Registry access"),
+        ("members", "Members"),
     ];
     html! {
         nav aria-label="Organisation" {
@@ -290,6 +291,91 @@ pub fn registry_access(p: &RegistryAccessPage<'_>) -> Markup {
                 }
                 @if p.editable {
                     button type="submit" { "Save changes" }
+                }
+            }
+        },
+    )
+}
+
+/// What the Members page shows.
+pub struct MembersPage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub org: &'a str,
+    pub members: &'a [(String, &'static str)],
+    pub editable: bool,
+    pub error: Option<&'a str>,
+}
+
+fn role_select(id: &str, current: &str) -> Markup {
+    html! {
+        select id=(id) name="role" {
+            @for role in ["member", "owner"] {
+                option value=(role) selected[role == current] { (role) }
+            }
+        }
+    }
+}
+
+/// Members: who belongs and with which role. Owners add users, change roles
+/// and remove members; members see the list.
+pub fn members(p: &MembersPage<'_>) -> Markup {
+    let base = format!("/console/orgs/{}/members", p.org);
+    layout(
+        "Members",
+        Some((p.user, p.csrf)),
+        html! {
+            (org_nav(p.org, "members"))
+            h1 { "Members" }
+            p { "Owners manage the organisation's settings and bypass image access at the gateway; members get the organisation's policy." }
+            @if let Some(e) = p.error {
+                p.error role="alert" { (e) }
+            }
+            @if !p.editable {
+                p.note { "Only owners of " (p.org) " manage its members." }
+            }
+            table {
+                thead { tr { th scope="col" { "User" } th scope="col" { "Role" } @if p.editable { th scope="col" { span.visually-hidden { "Actions" } } } } }
+                tbody {
+                    @for (name, role) in p.members {
+                        tr {
+                            td { (name) }
+                            @if p.editable {
+                                td {
+                                    form method="post" action={ (base) "/" (name) } {
+                                        input type="hidden" name="csrf" value=(p.csrf);
+                                        label.visually-hidden for={ "role-" (name) } { "Role of " (name) }
+                                        (role_select(&format!("role-{name}"), role))
+                                        " "
+                                        button type="submit" { "Change role" }
+                                    }
+                                }
+                                td {
+                                    form method="post" action={ (base) "/" (name) "/remove" } {
+                                        input type="hidden" name="csrf" value=(p.csrf);
+                                        button type="submit" aria-label={ "Remove " (name) } { "Remove" }
+                                    }
+                                }
+                            } @else {
+                                td { (role) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if p.editable {
+                h2 { "Add a member" }
+                form method="post" action=(base) {
+                    input type="hidden" name="csrf" value=(p.csrf);
+                    p {
+                        label for="username" { "Username" } br;
+                        input type="text" id="username" name="username" required;
+                    }
+                    p {
+                        label for="role-new" { "Role" } br;
+                        (role_select("role-new", "member"))
+                    }
+                    button type="submit" { "Add member" }
                 }
             }
         },

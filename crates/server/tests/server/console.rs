@@ -777,3 +777,100 @@ async fn a_user_creates_a_token_sees_it_once_and_revokes_it() {
             .contains("token name must be 1 to 100 printable characters")
     );
 }
+
+#[tokio::test]
+async fn owners_add_change_and_remove_members_and_the_last_owner_stays() {
+    let s = setup();
+    s.identity
+        .create_user("bob", "correct horse battery")
+        .unwrap();
+    let session = s.sign_in("olga").await;
+    let members = "/console/orgs/corp/members";
+    let page = s
+        .send("GET", members, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<td>alice</td>"));
+    assert!(
+        page.body
+            .contains(r#"<label for="username">Username</label>"#)
+    );
+    let csrf = page.hidden("csrf");
+    let post = |path: String, form: String| {
+        let session = session.clone();
+        let s = &s;
+        async move {
+            s.send("POST", &path, &[(SESSION_COOKIE, &session)], Some(&form))
+                .await
+        }
+    };
+    let added = post(
+        members.to_owned(),
+        format!("csrf={csrf}&username=bob&role=member"),
+    )
+    .await;
+    assert_eq!(
+        (added.status, added.location()),
+        (StatusCode::SEE_OTHER, members)
+    );
+    let changed = post(format!("{members}/bob"), format!("csrf={csrf}&role=owner")).await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER);
+    assert!(
+        s.identity
+            .members("corp")
+            .unwrap()
+            .contains(&("bob".to_owned(), Role::Owner))
+    );
+    let removed = post(format!("{members}/bob/remove"), format!("csrf={csrf}")).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert!(
+        !s.identity
+            .members("corp")
+            .unwrap()
+            .iter()
+            .any(|(u, _)| u == "bob")
+    );
+
+    let last = post(format!("{members}/olga/remove"), format!("csrf={csrf}")).await;
+    assert_eq!(last.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        last.body
+            .contains("olga is the last owner of corp: make another member an owner first")
+    );
+    let nobody = post(
+        members.to_owned(),
+        format!("csrf={csrf}&username=nobody&role=member"),
+    )
+    .await;
+    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(nobody.body.contains("user nobody not found"));
+    let changes = s.identity.store().policy_changes("corp", 10).unwrap();
+    assert_eq!(changes.len(), 3, "added, made owner, removed");
+
+    // A member sees the list only, and a hand-made change is refused.
+    let alice = s.sign_in("alice").await;
+    let page = s
+        .send("GET", members, &[(SESSION_COOKIE, &alice)], None)
+        .await;
+    assert!(
+        page.body
+            .contains("Only owners of corp manage its members.")
+    );
+    assert!(!page.body.contains("Add member"));
+    let csrf = page.hidden("csrf");
+    let refused = s
+        .send(
+            "POST",
+            members,
+            &[(SESSION_COOKIE, &alice)],
+            Some(&format!("csrf={csrf}&username=alice&role=owner")),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        s.identity
+            .members("corp")
+            .unwrap()
+            .contains(&("alice".to_owned(), Role::Member))
+    );
+}
