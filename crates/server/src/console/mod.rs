@@ -62,6 +62,10 @@ pub fn routes(console: Arc<Console>) -> Router {
             get(members_page).post(add_member),
         )
         .route(
+            "/console/orgs/{org}/policy",
+            get(policy_page).post(save_policy),
+        )
+        .route(
             "/console/orgs/{org}/members/{user}",
             axum::routing::post(change_member),
         )
@@ -764,4 +768,98 @@ async fn remove_member(
     let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
     let change = settings::remove_member(&console.identity, &org, &who.user, &user);
     member_change(&console, &who, &org, change)
+}
+
+#[derive(Deserialize)]
+struct PolicyQuery {
+    #[serde(default)]
+    saved: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+async fn policy_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Query(q): Query<PolicyQuery>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    let role = role_in(&console, &who, &org)?;
+    let yaml = console
+        .identity
+        .org(&org)
+        .map_err(|e| Refusal::unavailable(&e))?
+        .policy;
+    let image = q.image.as_deref().map(str::trim).filter(|i| !i.is_empty());
+    // The stored policy loaded when it was saved; if it no longer does, the
+    // box says so instead of deciding with something else.
+    let policy = imagegate_core::Policy::load(&yaml);
+    let tried = match (image, &policy) {
+        (Some(image), Ok(policy)) => {
+            let input = imagegate_core::Input {
+                image,
+                namespace: None,
+                user: Some(&who.user),
+                break_glass: false,
+                owner: false,
+            };
+            Some((image, imagegate_core::decide_explained(policy, &input)))
+        }
+        _ => None,
+    };
+    Ok(pages::policy(&pages::PolicyPage {
+        user: &who.user,
+        csrf: &who.csrf,
+        org: &org,
+        yaml: &yaml,
+        editable: role == Role::Owner,
+        saved: q.saved.is_some(),
+        problems: &[],
+        tried: tried
+            .as_ref()
+            .map(|(image, (decision, steps))| pages::Tried {
+                image,
+                decision,
+                steps,
+            }),
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct PolicyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    yaml: String,
+}
+
+async fn save_policy(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<PolicyForm>,
+) -> Result<Response, Refusal> {
+    let who = owner_posting(&console, &headers, &org, &form.csrf, "its policy")?;
+    // Browsers send CR LF line ends from a textarea.
+    let yaml = form.yaml.replace("\r\n", "\n");
+    match settings::set_policy(&console.identity, &org, &who.user, "policy", &yaml) {
+        Ok(()) => Ok(Redirect::to(&format!("/console/orgs/{org}/policy?saved=1")).into_response()),
+        Err(settings::SettingsError::Invalid { problems, .. }) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::policy(&pages::PolicyPage {
+                user: &who.user,
+                csrf: &who.csrf,
+                org: &org,
+                yaml: &yaml,
+                editable: true,
+                saved: false,
+                problems: &problems,
+                tried: None,
+            }),
+        )
+            .into_response()),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
 }

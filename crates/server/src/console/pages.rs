@@ -120,6 +120,7 @@ fn org_nav(org: &str, current: &str) -> Markup {
         ("image-access", "Image access"),
         ("registry-access", "Registry access"),
         ("members", "Members"),
+        ("policy", "Rules and policy"),
     ];
     html! {
         nav aria-label="Organisation" {
@@ -376,6 +377,106 @@ pub fn members(p: &MembersPage<'_>) -> Markup {
                         (role_select("role-new", "member"))
                     }
                     button type="submit" { "Add member" }
+                }
+            }
+        },
+    )
+}
+
+/// A decision for the "try an image" box, with its explain chain.
+pub struct Tried<'a> {
+    pub image: &'a str,
+    pub decision: &'a imagegate_core::Decision,
+    pub steps: &'a [imagegate_core::decision::Step],
+}
+
+/// What the Rules and policy page shows.
+pub struct PolicyPage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub org: &'a str,
+    /// The policy text (as saved, or as just submitted).
+    pub yaml: &'a str,
+    pub editable: bool,
+    pub saved: bool,
+    /// Why the submitted text was not saved, each with its place.
+    pub problems: &'a [Problem],
+    pub tried: Option<Tried<'a>>,
+}
+
+/// Rules and policy: the whole policy as YAML, problems shown in place when
+/// it does not load, and a box to try any image against the saved policy.
+pub fn policy(p: &PolicyPage<'_>) -> Markup {
+    let disabled = !p.editable;
+    layout(
+        "Rules and policy",
+        Some((p.user, p.csrf)),
+        html! {
+            (org_nav(p.org, "policy"))
+            h1 { "Rules and policy" }
+            h2 { "Try an image" }
+            form method="get" action={ "/console/orgs/" (p.org) "/policy" } {
+                p {
+                    label for="image" { "Image reference" } br;
+                    input type="text" id="image" name="image" value=(p.tried.as_ref().map_or("", |t| t.image))
+                        placeholder="someuser/custom-image:1";
+                    " "
+                    button type="submit" { "Decide" }
+                }
+            }
+            @if let Some(t) = &p.tried {
+                div class=(if t.decision.is_allowed() { "saved" } else { "error" }) role="status" id="decision" {
+                    p {
+                        strong { (if t.decision.is_allowed() { "Allowed" } else { "Refused" }) }
+                        ": " (t.decision.message) " " code { "[" (t.decision.reason) "]" }
+                    }
+                    @if let Some(r) = &t.decision.reference {
+                        p { "Reference: " code { (r) }
+                            @if let Some(c) = t.decision.category { " · category " (c.code()) } }
+                    }
+                    @if !t.steps.is_empty() {
+                        table {
+                            caption.visually-hidden { "How the policy decided" }
+                            thead { tr { th scope="col" { "Check" } th scope="col" { "Outcome" } th scope="col" { "Detail" } } }
+                            tbody {
+                                @for step in t.steps {
+                                    tr { td { (step.check.label()) } td { (step.outcome.label()) } td { (step.detail) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "The policy" }
+            @if p.saved {
+                p.saved role="status" { "Saved. The gateway and the admission doors apply it within a second." }
+            }
+            @if !p.problems.is_empty() {
+                div.error role="alert" id="problems" {
+                    p { "Not saved: the policy does not load." }
+                    ul {
+                        @for problem in p.problems {
+                            li {
+                                @if let Some((line, column)) = problem.at { "line " (line) ", column " (column) ": " }
+                                @if !problem.path.is_empty() { code { (problem.path) } ": " }
+                                (problem.message)
+                            }
+                        }
+                    }
+                }
+            }
+            @if disabled {
+                p.note { "Only owners of " (p.org) " change its policy. You can read it." }
+            }
+            form method="post" action={ "/console/orgs/" (p.org) "/policy" } {
+                input type="hidden" name="csrf" value=(p.csrf);
+                p {
+                    label for="yaml" { "Policy (YAML)" } br;
+                    textarea id="yaml" name="yaml" rows="24" cols="80" spellcheck="false" readonly[disabled]
+                        aria-describedby=[(!p.problems.is_empty()).then_some("problems")] { (p.yaml) }
+                }
+                @if p.editable {
+                    button type="submit" { "Save policy" }
                 }
             }
         },

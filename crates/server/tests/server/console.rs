@@ -874,3 +874,103 @@ async fn owners_add_change_and_remove_members_and_the_last_owner_stays() {
             .contains(&("alice".to_owned(), Role::Member))
     );
 }
+
+#[tokio::test]
+async fn the_policy_page_shows_problems_in_place_and_tries_any_image_with_its_explain_chain() {
+    let s = setup();
+    let session = s.sign_in("olga").await;
+    let policy = "/console/orgs/corp/policy";
+    let page = s
+        .send("GET", policy, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<label for="yaml">Policy (YAML)</label>"#)
+    );
+    assert!(page.body.contains("imageAccess:"));
+    let csrf = page.hidden("csrf");
+
+    let broken = "apiVersion: imagegate.dev/v1\r\nkind: ImagePolicy\r\nmetadata:\r\n  name: corp\r\nspec:\r\n  mode: sometimes\r\n";
+    let form = format!("csrf={csrf}&yaml={}", urlencode(broken));
+    let refused = s
+        .send("POST", policy, &[(SESSION_COOKIE, &session)], Some(&form))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("Not saved: the policy does not load.")
+    );
+    assert!(
+        refused
+            .body
+            .contains("<li>line 6, column 9: <code>spec.mode</code>: "),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("mode: sometimes\n</textarea>"),
+        "the text is kept"
+    );
+
+    let good = "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata:\n  name: corp\nspec:\n  imageAccess:\n    enabled: true\n    organizationNamespaces: [corp]\n";
+    let form = format!("csrf={csrf}&yaml={}", urlencode(good));
+    let saved = s
+        .send("POST", policy, &[(SESSION_COOKIE, &session)], Some(&form))
+        .await;
+    assert_eq!(
+        (saved.status, saved.location()),
+        (StatusCode::SEE_OTHER, "/console/orgs/corp/policy?saved=1")
+    );
+    assert_eq!(s.identity.org("corp").unwrap().policy, good);
+
+    let alice = s.sign_in("alice").await;
+    let tried = s
+        .send(
+            "GET",
+            "/console/orgs/corp/policy?image=someuser%2Fcustom-image%3A1",
+            &[(SESSION_COOKIE, &alice)],
+            None,
+        )
+        .await;
+    assert_eq!(tried.status, StatusCode::OK);
+    assert!(
+        tried.body.contains(
+            "<strong>Refused</strong>: image access denied: community images not allowed"
+        ),
+        "{}",
+        tried.body
+    );
+    assert!(
+        tried
+            .body
+            .contains("<code>docker.io/someuser/custom-image:1</code>")
+    );
+    assert!(tried.body.contains("How the policy decided"));
+    assert!(
+        tried.body.contains("<td>image access</td>"),
+        "{}",
+        tried.body
+    );
+    // Members read the policy and may try images, but cannot save.
+    assert!(tried.body.contains(r#"spellcheck="false" readonly"#));
+    let refused = s
+        .send(
+            "POST",
+            policy,
+            &[(SESSION_COOKIE, &alice)],
+            Some(&format!("csrf={}&yaml=x", tried.hidden("csrf"))),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
