@@ -143,14 +143,22 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("reading standard input")?;
-            let scanned = files::scan_stdin(&text, options);
+            let scanned = match files::scan_stdin(&text, options) {
+                Ok(s) => s,
+                Err(why) => anyhow::bail!(why),
+            };
             totals.files += 1;
             totals.bytes += scanned.bytes;
             sites.extend(scanned.sites);
         } else if path.is_dir() {
             let (tx, rx) = mpsc::channel();
             std::thread::scope(|scope| {
-                scope.spawn(move || files::walk(path, options, tx));
+                let shown_from = if paths.len() > 1 {
+                    Path::new(".")
+                } else {
+                    path.as_path()
+                };
+                scope.spawn(move || files::walk(path, shown_from, options, tx));
                 for event in rx {
                     match event {
                         Event::Scanned(scanned) => {

@@ -975,3 +975,51 @@ fn on_a_terminal_the_text_has_colour_and_a_large_tree_shows_progress_on_stderr()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn several_directories_keep_their_files_apart_and_empty_or_foreign_stdin_fails() {
+    let root = std::env::temp_dir().join(format!("imagegate-scan-roots-{}", std::process::id()));
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+        std::fs::write(root.join(d).join("Dockerfile"), "FROM someuser/x:1\n").unwrap();
+    }
+    let (a, b) = (root.join("a"), root.join("b"));
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let files: Vec<String> = records(&o)
+        .iter()
+        .map(|r| r["file"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            a.join("Dockerfile").display().to_string(),
+            b.join("Dockerfile").display().to_string()
+        ]
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // A failed `helm template` before the pipe must not pass as a clean scan.
+    for (stdin, says) in [
+        (&b""[..], "standard input is empty"),
+        (
+            &b"FROM someuser/x:1\n"[..],
+            "no Kubernetes object and no Compose file",
+        ),
+    ] {
+        let o = scan(&["--policy", POLICY, "-"], &[], stdin);
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(err(&o).contains(says), "{}", err(&o));
+    }
+}

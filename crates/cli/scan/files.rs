@@ -125,7 +125,23 @@ pub fn scan_file(path: &Path, shown: &str, options: &Options, root: &Path) -> Op
 }
 
 /// Scans standard input: Kubernetes objects, or a Compose file.
-pub fn scan_stdin(text: &str, options: &Options) -> Scanned {
+/// `Err` when standard input holds nothing to scan (empty, or no Kubernetes
+/// object and no Compose file): a failed `helm template` before the pipe must
+/// not pass as a clean scan.
+pub fn scan_stdin(text: &str, options: &Options) -> Result<Scanned, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "standard input is empty: nothing to scan (did the command before the pipe fail?)"
+                .to_owned(),
+        );
+    }
+    if let Ok(docs) = yaml::documents(text)
+        && !docs
+            .iter()
+            .any(|d| compose::is_compose(d) || manifest::manifest_images(d).objects > 0)
+    {
+        return Err("standard input holds no Kubernetes object and no Compose file".to_owned());
+    }
     let mut sites = Vec::new();
     yaml_sites(
         text,
@@ -137,10 +153,10 @@ pub fn scan_stdin(text: &str, options: &Options) -> Scanned {
         &mut sites,
         true,
     );
-    Scanned {
+    Ok(Scanned {
         sites,
         bytes: text.len() as u64,
-    }
+    })
 }
 
 /// Scans a file of a known kind; `sniff` reads a YAML file shaped like
@@ -486,7 +502,9 @@ pub enum Event {
 }
 
 /// Walks `root` in parallel, sending what each file gave.
-pub fn walk(root: &Path, options: &Options, events: mpsc::Sender<Event>) {
+/// Paths are shown relative to `shown_from` (the root itself, or `.` when
+/// several roots are scanned, so their files stay apart).
+pub fn walk(root: &Path, shown_from: &Path, options: &Options, events: mpsc::Sender<Event>) {
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .follow_links(true)
@@ -515,8 +533,14 @@ pub fn walk(root: &Path, options: &Options, events: mpsc::Sender<Event>) {
                 let _ = events.send(Event::HelmTemplate);
                 return ignore::WalkState::Continue;
             }
-            if let Some(scanned) = scan_kind(path, &display(path, root), kind, options, root, false)
-            {
+            if let Some(scanned) = scan_kind(
+                path,
+                &display(path, shown_from),
+                kind,
+                options,
+                shown_from,
+                false,
+            ) {
                 let _ = events.send(Event::Scanned(scanned));
             }
             ignore::WalkState::Continue
