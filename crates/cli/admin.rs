@@ -126,6 +126,10 @@ enum UserCommand {
     Create {
         /// The username.
         name: String,
+        /// An administrator of this imagegate: creates organisations in the
+        /// console and the API.
+        #[arg(long)]
+        administrator: bool,
     },
 }
 
@@ -200,10 +204,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 writeln!(out)?;
             }
         }
-        Command::User(UserCommand::Create { name }) => {
+        Command::User(UserCommand::Create {
+            name,
+            administrator,
+        }) => {
             let password = read_password()?;
             id.create_user(&name, &password)?;
-            writeln!(out, "created user {name}")?;
+            if administrator {
+                id.store().set_administrator(&name, true)?;
+                writeln!(out, "created user {name}, an administrator")?;
+            } else {
+                writeln!(out, "created user {name}")?;
+            }
         }
         Command::Member(MemberCommand::Add { org, user, role }) => {
             let role = Role::parse(&role).context("role must be owner or member")?;

@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             DecisionArg::Deny => "deny".to_owned(),
         }),
         limit: args.limit,
+        offset: None,
     };
     let events = imagegate_server::audit::read(store.as_ref(), &filter, glob.as_ref())?;
 

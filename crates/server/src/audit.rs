@@ -353,8 +353,8 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 /// Events matching `filter` and, when given, whose image matches `glob`
-/// (on the parsed reference), oldest first. With a glob, the filter's limit
-/// applies after matching.
+/// (on the parsed reference), oldest first. With a glob, the filter's
+/// offset and limit apply after matching.
 pub fn read(
     store: &dyn Store,
     filter: &AuditFilter,
@@ -365,9 +365,14 @@ pub fn read(
     };
     let mut events = store.audit_events(&AuditFilter {
         limit: None,
+        offset: None,
         ..filter.clone()
     })?;
     events.retain(|e| imagegate_core::Reference::parse(&e.image).is_ok_and(|r| glob.matches(&r)));
+    // Oldest first: the offset skips the newest, the limit keeps the newest
+    // of what is left.
+    let end = events.len().saturating_sub(filter.offset.unwrap_or(0));
+    events.truncate(end);
     if let Some(n) = filter.limit {
         let skip = events.len().saturating_sub(n);
         events.drain(..skip);

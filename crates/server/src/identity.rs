@@ -323,6 +323,7 @@ impl Identity {
         let password =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<18>()?);
         self.create_user(FIRST_ADMINISTRATOR, &password)?;
+        self.store.set_administrator(FIRST_ADMINISTRATOR, true)?;
         Ok(Some(password))
     }
 

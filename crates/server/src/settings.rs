@@ -10,7 +10,7 @@ use imagegate_core::pattern::RegistryScope;
 use serde_json::Value;
 
 use crate::identity::{Identity, IdentityError};
-use crate::store::{PolicyChange, Role, now_ms};
+use crate::store::{Org, PolicyChange, Role, now_ms};
 
 /// Image access: the switch, the categories, and who counts as what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub enum SettingsError {
     /// Something named does not exist (a user, a membership).
     #[error("{0}")]
     Missing(String),
+    /// The user may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The store failed, or a name is unknown.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -151,6 +154,40 @@ fn edit(
         why: e.to_string(),
     })?;
     set_policy(identity, org, user, what, &text)
+}
+
+/// The policy text with an allow rule for exactly `repository` added after
+/// the existing rules (unless one like it is there), and that policy
+/// compiled: the stored text before, the text after. Deny rules an owner
+/// wrote keep their place ahead of it.
+pub fn with_repository_allowed(
+    identity: &Identity,
+    org: &str,
+    repository: &str,
+) -> Result<(String, String, Policy), SettingsError> {
+    let before = identity.org(org)?.policy;
+    let (mut doc, _) = document(identity, org)?;
+    if !doc.get("spec").is_some_and(Value::is_object) {
+        doc["spec"] = Value::Object(serde_json::Map::new());
+    }
+    let rule = serde_json::json!({ "allow": repository });
+    match doc["spec"].get_mut("rules").and_then(Value::as_array_mut) {
+        Some(rules) if rules.contains(&rule) => {}
+        Some(rules) => rules.push(rule),
+        None => doc["spec"]["rules"] = Value::Array(vec![rule]),
+    }
+    let stored = |why: String| SettingsError::Stored {
+        org: org.to_owned(),
+        why,
+    };
+    let after = serde_saphyr::to_string(&doc).map_err(|e| stored(e.to_string()))?;
+    let policy = Policy::load(&after).map_err(|e| stored(e.to_string()))?;
+    Ok((before, after, policy))
+}
+
+/// The organisation's compiled policy.
+pub fn policy(identity: &Identity, org: &str) -> Result<Policy, SettingsError> {
+    document(identity, org).map(|(_, policy)| policy)
 }
 
 /// The organisation's image access.
@@ -343,4 +380,32 @@ pub fn remove_member(
         .remove_member(org, user)
         .map_err(|e| SettingsError::Identity(e.into()))?;
     record_member(identity, org, by, user, Some(before), None)
+}
+
+/// Administrator `by` creates organisation `name` with its Docker Hub
+/// `namespaces` and the default policy (image access off), and becomes its
+/// owner. Only administrators create organisations: a user who could make
+/// one of their own would choose their own policy.
+pub fn create_org(
+    identity: &Identity,
+    by: &str,
+    name: &str,
+    namespaces: &[String],
+) -> Result<Org, SettingsError> {
+    let store = identity.store();
+    if !store
+        .is_administrator(by)
+        .map_err(|e| SettingsError::Identity(e.into()))?
+    {
+        return Err(SettingsError::Forbidden(
+            "only administrators create organisations (imagegate admin user create --administrator)"
+                .to_owned(),
+        ));
+    }
+    let org = identity.create_org(name, namespaces)?;
+    store
+        .set_member(name, by, Role::Owner)
+        .map_err(|e| SettingsError::Identity(e.into()))?;
+    record_member(identity, name, by, by, None, Some(Role::Owner))?;
+    Ok(org)
 }

@@ -187,6 +187,83 @@ pub struct PolicyChange {
     pub after: String,
 }
 
+/// A member's request for an image their organisation's policy refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// Its number, unique in the store.
+    pub id: i64,
+    /// The organisation asked.
+    pub org: String,
+    /// Who asked.
+    pub user: String,
+    /// The image as asked for, normalised (`docker.io/someuser/tool:1`).
+    pub image: String,
+    /// The repository an approval allows (`docker.io/someuser/tool`).
+    pub repository: String,
+    /// Why they need it, in their words.
+    pub reason: String,
+    /// The refusal they met when they asked.
+    pub refusal: String,
+    /// `open`, `approved`, `declined` or `withdrawn`.
+    pub state: String,
+    /// When it was asked, Unix milliseconds.
+    pub created_ms: i64,
+    /// Who settled it (an owner; the requester for `withdrawn`).
+    pub decided_by: Option<String>,
+    /// When it was settled, Unix milliseconds.
+    pub decided_ms: Option<i64>,
+    /// The owner's note to the requester.
+    pub note: Option<String>,
+}
+
+/// How an open access request is settled, in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The organisation.
+    pub org: String,
+    /// The request.
+    pub id: i64,
+    /// `approved`, `declined` or `withdrawn`.
+    pub state: String,
+    /// Who settled it.
+    pub by: String,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// A note to the requester.
+    pub note: Option<String>,
+    /// For an approval: the policy change that allows the repository. Every
+    /// other open request for the same repository is approved with it.
+    pub change: Option<PolicyChange>,
+}
+
+/// Refused attempts grouped by image, user and category, for insights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalGroup {
+    /// The normalised reference, or the input when it did not parse.
+    pub image: String,
+    /// Who (None: anonymous or a Kubernetes request without a user).
+    pub user: Option<String>,
+    /// The Docker Hub category, when known.
+    pub category: Option<String>,
+    /// The reason code.
+    pub reason: String,
+    /// How many refused attempts.
+    pub count: u64,
+    /// The last one, Unix milliseconds.
+    pub last_ms: i64,
+}
+
+/// Attempts in one time bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// The bucket's start, Unix milliseconds.
+    pub start_ms: i64,
+    /// Allowed attempts.
+    pub allowed: u64,
+    /// Refused attempts.
+    pub refused: u64,
+}
+
 /// Which audit events to read. Image globs are matched by the caller, on
 /// the parsed reference.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -205,6 +282,8 @@ pub struct AuditFilter {
     pub decision: Option<String>,
     /// At most this many (the newest), returned oldest first.
     pub limit: Option<usize>,
+    /// Skip this many of the newest first (paging back in time).
+    pub offset: Option<usize>,
 }
 
 /// Everything the doors and `imagegate admin` need from storage.
@@ -255,7 +334,49 @@ pub trait Store: Send + Sync {
     fn delete_session(&self, hash: &str) -> Result<(), StoreError>;
     /// The latest `limit` changes to an organisation's policy, newest first.
     fn policy_changes(&self, org: &str, limit: usize) -> Result<Vec<PolicyChange>, StoreError>;
+    /// Marks `user` as an administrator of this imagegate (they may create
+    /// organisations), or not.
+    fn set_administrator(&self, user: &str, administrator: bool) -> Result<(), StoreError>;
+    /// Whether `user` is an administrator.
+    fn is_administrator(&self, user: &str) -> Result<bool, StoreError>;
+    /// Files an access request (its `id` is ignored) and returns its id.
+    fn create_access_request(&self, request: &AccessRequest) -> Result<i64, StoreError>;
+    /// An organisation's access requests, newest first: in `state` when
+    /// given, by `user` when given, at most `limit`.
+    fn access_requests(
+        &self,
+        org: &str,
+        state: Option<&str>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccessRequest>, StoreError>;
+    /// One access request of an organisation.
+    fn access_request(&self, org: &str, id: i64) -> Result<Option<AccessRequest>, StoreError>;
+    /// Settles an open request, with its policy change when approved. Returns
+    /// the ids settled; none when the request was not open (nothing changes).
+    fn settle_access_request(&self, s: &Settlement) -> Result<Vec<i64>, StoreError>;
+    /// Attempts per `bucket_ms` between `since_ms` and `until_ms` under
+    /// `org`'s policy: admission decisions and gateway manifest requests
+    /// (blobs and tag lists are parts of a pull, not attempts).
+    fn attempt_series(
+        &self,
+        org: &str,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Bucket>, StoreError>;
+    /// Refused attempts in the window, grouped by image, user and category.
+    fn refusal_groups(
+        &self,
+        org: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<RefusalGroup>, StoreError>;
 }
+
+/// What counts as an attempt: every admission decision, and the gateway's
+/// manifest requests (a pull's blobs and tag lists are not attempts).
+const ATTEMPT: &str = "(door <> 'gateway' OR path IS NULL OR path = 'manifest')";
 
 /// The migrations, in order; the store records which have run.
 const MIGRATIONS: &[&str] = &[
@@ -327,6 +448,24 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
     );
     CREATE INDEX sessions_expires ON sessions(expires);",
+    // 5: access requests; administrators; the audit log by organisation
+    "CREATE TABLE access_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org TEXT NOT NULL REFERENCES orgs(name) ON DELETE CASCADE,
+        user TEXT NOT NULL,
+        image TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        refusal TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        decided_by TEXT,
+        decided_ms INTEGER,
+        note TEXT
+    );
+    CREATE INDEX access_requests_org ON access_requests(org, state, id);
+    ALTER TABLE users ADD COLUMN administrator INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audit_org ON audit(org, time_ms);",
 ];
 
 /// The embedded SQLite store.
@@ -459,6 +598,30 @@ pub fn now_ms() -> i64 {
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
+
+fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
+    Ok(AccessRequest {
+        id: r.get(0)?,
+        org: r.get(1)?,
+        user: r.get(2)?,
+        image: r.get(3)?,
+        repository: r.get(4)?,
+        reason: r.get(5)?,
+        refusal: r.get(6)?,
+        state: r.get(7)?,
+        created_ms: r.get(8)?,
+        decided_by: r.get(9)?,
+        decided_ms: r.get(10)?,
+        note: r.get(11)?,
+    })
+}
+
+/// A count column (SQLite integers are signed; a count is never negative).
+fn count(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+}
+
+const REQUEST_COLUMNS: &str = "id, org, user, image, repository, reason, refusal, state, created_ms, decided_by, decided_ms, note";
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
     Ok(Token {
@@ -863,10 +1026,19 @@ impl Store for SqliteStore {
                  WHERE (?1 IS NULL OR time_ms >= ?1) AND (?2 IS NULL OR time_ms < ?2)
                    AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR door = ?4) AND (?5 IS NULL OR decision = ?5)
                    AND (?7 IS NULL OR org = ?7)
-                 ORDER BY time_ms DESC, id DESC LIMIT ?6",
+                 ORDER BY time_ms DESC, id DESC LIMIT ?6 OFFSET ?8",
             )?;
             let rows = q.query_map(
-                params![f.since_ms, f.until_ms, f.user, f.door, f.decision, limit, f.org],
+                params![
+                    f.since_ms,
+                    f.until_ms,
+                    f.user,
+                    f.door,
+                    f.decision,
+                    limit,
+                    f.org,
+                    f.offset.and_then(|n| i64::try_from(n).ok()).unwrap_or(0)
+                ],
                 |r| {
                     Ok(AuditEvent {
                         time_ms: r.get(0)?,
@@ -890,6 +1062,189 @@ impl Store for SqliteStore {
             let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             events.reverse();
             Ok(events)
+        })
+    }
+
+    fn set_administrator(&self, user: &str, administrator: bool) -> Result<(), StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE users SET administrator = ?2 WHERE name = ?1",
+                params![user, administrator],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::Missing {
+                what: "user",
+                name: user.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_administrator(&self, user: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1 AND administrator <> 0)",
+                [user],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn create_access_request(&self, r: &AccessRequest) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO access_requests (org, user, image, repository, reason, refusal, state, created_ms, decided_by, decided_ms, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    r.org,
+                    r.user,
+                    r.image,
+                    r.repository,
+                    r.reason,
+                    r.refusal,
+                    r.state,
+                    r.created_ms,
+                    r.decided_by,
+                    r.decided_ms,
+                    r.note
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn access_requests(
+        &self,
+        org: &str,
+        state: Option<&str>,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM access_requests
+                 WHERE org = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR user = ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            ))?;
+            let rows = q.query_map(params![org, state, user, limit], request_row)?;
+            rows.collect()
+        })
+    }
+
+    fn access_request(&self, org: &str, id: i64) -> Result<Option<AccessRequest>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE org = ?1 AND id = ?2"
+                ),
+                params![org, id],
+                request_row,
+            )
+            .optional()
+        })
+    }
+
+    fn settle_access_request(&self, s: &Settlement) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let settled = (|| {
+            let tx = conn.transaction()?;
+            let repository: Option<String> = tx
+                .query_row(
+                    "SELECT repository FROM access_requests WHERE org = ?1 AND id = ?2 AND state = 'open'",
+                    params![s.org, s.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(repository) = repository else {
+                return Ok(Vec::new());
+            };
+            let approved = s.state == "approved";
+            let ids = {
+                let mut q = tx.prepare(
+                    "UPDATE access_requests SET state = ?3, decided_by = ?4, decided_ms = ?5, note = ?6
+                     WHERE org = ?1 AND state = 'open' AND (id = ?2 OR (?7 AND repository = ?8))
+                     RETURNING id",
+                )?;
+                let rows = q.query_map(
+                    params![
+                        s.org, s.id, s.state, s.by, s.at_ms, s.note, approved, repository
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                rows.collect::<rusqlite::Result<Vec<i64>>>()?
+            };
+            if let Some(ch) = &s.change {
+                tx.execute(
+                    "UPDATE orgs SET policy = ?2 WHERE name = ?1",
+                    params![ch.org, ch.after],
+                )?;
+                tx.execute(
+                    "INSERT INTO policy_changes (time_ms, org, user, what, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![ch.time_ms, ch.org, ch.user, ch.what, ch.before, ch.after],
+                )?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })();
+        settled.map_err(|source| StoreError::Database {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn attempt_series(
+        &self,
+        org: &str,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        self.with(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT ?2 + ((time_ms - ?2) / ?4) * ?4 AS start,
+                        SUM(decision <> 'deny'), SUM(decision = 'deny')
+                 FROM audit
+                 WHERE org = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND {ATTEMPT}
+                 GROUP BY start ORDER BY start"
+            ))?;
+            let rows = q.query_map(params![org, since_ms, until_ms, bucket_ms], |r| {
+                Ok(Bucket {
+                    start_ms: r.get(0)?,
+                    allowed: count(r, 1)?,
+                    refused: count(r, 2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn refusal_groups(
+        &self,
+        org: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<RefusalGroup>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT image, user, category, MAX(reason), COUNT(*), MAX(time_ms)
+                 FROM audit
+                 WHERE org = ?1 AND time_ms >= ?2 AND time_ms < ?3 AND decision = 'deny' AND {ATTEMPT}
+                 GROUP BY image, user, category"
+            ))?;
+            let rows = q.query_map(params![org, since_ms, until_ms], |r| {
+                Ok(RefusalGroup {
+                    image: r.get(0)?,
+                    user: r.get(1)?,
+                    category: r.get(2)?,
+                    reason: r.get(3)?,
+                    count: count(r, 4)?,
+                    last_ms: r.get(5)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 }

@@ -15,9 +15,6 @@ use super::{Api, ApiError, Caller, ErrorBody};
 use crate::audit::{Record, parse_time, read};
 use crate::store::{AuditFilter, now_ms};
 
-/// The most events one answer carries.
-const MAX_LIMIT: usize = 1000;
-
 /// Which events.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -73,12 +70,7 @@ pub async fn audit(
         .as_deref()
         .map(|g| ImagePattern::parse(g).map_err(|e| ApiError::invalid(format!("image {e}"))))
         .transpose()?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit {limit} is not between 1 and {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(q.limit, 100)?;
     let filter = AuditFilter {
         since_ms: time("since", &q.since)?,
         until_ms: time("until", &q.until)?,
@@ -87,6 +79,7 @@ pub async fn audit(
         door: q.door,
         decision,
         limit: Some(limit),
+        offset: None,
     };
     let events = read(api.identity.store().as_ref(), &filter, glob.as_ref())
         .map_err(|e| ApiError::unavailable(&e))?;

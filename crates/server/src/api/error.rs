@@ -70,6 +70,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
     }
 
+    /// 409: the thing changed meanwhile, or the change would not do what it says.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// 400: the body is not the JSON this endpoint takes.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -134,6 +139,7 @@ impl From<crate::settings::SettingsError> for ApiError {
                         .collect(),
                 ),
             SettingsError::Missing(m) => ApiError::not_found(m),
+            SettingsError::Forbidden(m) => ApiError::forbidden(m),
             SettingsError::Identity(e) => e.into(),
             stored @ SettingsError::Stored { .. } => ApiError::unavailable(&stored),
         }

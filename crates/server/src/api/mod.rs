@@ -15,7 +15,9 @@ use axum::http::{Method, header, request::Parts};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,8 +26,10 @@ use crate::store::Role;
 
 mod audit;
 mod error;
+mod insights;
 mod orgs;
 mod people;
+mod requests;
 
 pub use error::{ApiError, ErrorBody, ProblemDetail};
 
@@ -58,6 +62,13 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::console::SESSION_COOKIE,
+                "The console's session cookie; a change also sends the session's CSRF token in X-CSRF-Token",
+            ))),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -86,9 +97,43 @@ fn parts(api: Arc<Api>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::audit))
         .routes(routes!(people::list_tokens, people::create_token))
         .routes(routes!(people::revoke_token))
+        .routes(routes!(insights::get))
+        .routes(routes!(requests::list, requests::create))
+        .routes(routes!(requests::get, requests::withdraw))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::decline))
+        .routes(routes!(orgs::create_org))
         .with_state(api)
         .split_for_parts();
-    (router, doc)
+    (router, either_sign_in(doc))
+}
+
+/// Every operation that takes the bearer token takes the session cookie too
+/// (two alternatives), so the handlers name only `bearer`.
+fn either_sign_in(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let alternatives = || {
+        vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("session", Vec::<String>::new()),
+        ]
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                op.security = Some(alternatives());
+            }
+        }
+    }
+    doc
 }
 
 /// `/api/v1/...` and `/api/v1/openapi.json`.
@@ -193,6 +238,28 @@ impl Caller {
                 "only owners of {org} can change its {what}; members see it read-only"
             ))),
         }
+    }
+
+    /// As [`Caller::owner_of`], for what only owners do: "only owners of
+    /// ORG can DOING".
+    fn owner_for(&self, api: &Api, org: &str, doing: &str) -> Result<(), ApiError> {
+        match self.role_in(api, org)? {
+            Role::Owner => Ok(()),
+            Role::Member => Err(ApiError::forbidden(format!(
+                "only owners of {org} can {doing}"
+            ))),
+        }
+    }
+}
+
+/// A `limit` query parameter: `default` when absent, refused outside 1..=1000.
+fn limit(asked: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    const MAX: usize = 1000;
+    match asked.unwrap_or(default) {
+        n @ 1..=MAX => Ok(n),
+        n => Err(ApiError::invalid(format!(
+            "limit {n} is not between 1 and {MAX}"
+        ))),
     }
 }
 

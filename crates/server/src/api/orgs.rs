@@ -22,6 +22,8 @@ pub struct Me {
     user: String,
     /// Each organisation the caller belongs to, by name.
     organisations: Vec<Membership>,
+    /// Whether the caller administers this imagegate (creates organisations).
+    administrator: bool,
 }
 
 /// A user's place in an organisation.
@@ -188,9 +190,15 @@ pub async fn me(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Me>,
             role: role_name(role),
         })
         .collect();
+    let administrator = api
+        .identity
+        .store()
+        .is_administrator(&caller.user)
+        .map_err(|e| ApiError::unavailable(&e))?;
     Ok(Json(Me {
         user: caller.user,
         organisations,
+        administrator,
     }))
 }
 
@@ -211,6 +219,40 @@ pub async fn org(
         namespaces: o.namespaces,
         role: role_name(role),
     }))
+}
+
+/// A new organisation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrg {
+    /// Its name (lowercase letters, digits, `-`, `_`, `.`).
+    name: String,
+    /// Its Docker Hub namespaces ("Organization images").
+    #[serde(default)]
+    namespaces: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organisations",
+    request_body = NewOrg,
+    responses((status = 201, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Creates an organisation with the default policy (image access off); the
+/// caller becomes its owner. Administrators only.
+pub async fn create_org(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Body(new): Body<NewOrg>,
+) -> Result<(axum::http::StatusCode, Json<OrgView>), ApiError> {
+    let o = settings::create_org(&api.identity, &caller.user, &new.name, &new.namespaces)?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(OrgView {
+            name: o.name,
+            namespaces: o.namespaces,
+            role: role_name(Role::Owner),
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/policy", tag = "policy",

@@ -113,7 +113,7 @@ async fn the_api_takes_a_personal_access_token_as_bearer_and_says_who_you_are() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         me,
-        json!({"user": "olga", "organisations": [{"name": "corp", "role": "owner"}]})
+        json!({"user": "olga", "organisations": [{"name": "corp", "role": "owner"}], "administrator": false})
     );
 
     let (status, body) = s.call(Method::GET, "/api/v1/me", None, None).await;
@@ -399,7 +399,7 @@ async fn bad_bodies_and_unknown_paths_are_answered_in_the_api_error_shape() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_covers_every_route_with_bearer_security() {
+async fn the_openapi_document_covers_every_route_with_bearer_or_session_security() {
     let s = setup();
     let (status, doc) = s
         .call(Method::GET, "/api/v1/openapi.json", None, None)
@@ -410,7 +410,11 @@ async fn the_openapi_document_covers_every_route_with_bearer_security() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             operations.push(format!("{} {path}", method.to_uppercase()));
-            assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+            assert_eq!(
+                op["security"],
+                json!([{"bearer": []}, {"session": []}]),
+                "{method} {path}"
+            );
             assert!(
                 op["responses"]["401"].is_object(),
                 "{method} {path} documents 401"
@@ -421,17 +425,25 @@ async fn the_openapi_document_covers_every_route_with_bearer_security() {
     assert_eq!(
         operations,
         [
+            "DELETE /api/v1/orgs/{org}/access-requests/{id}",
             "DELETE /api/v1/orgs/{org}/members/{user}",
             "DELETE /api/v1/tokens/{id}",
             "GET /api/v1/me",
             "GET /api/v1/orgs/{org}",
+            "GET /api/v1/orgs/{org}/access-requests",
+            "GET /api/v1/orgs/{org}/access-requests/{id}",
             "GET /api/v1/orgs/{org}/audit",
             "GET /api/v1/orgs/{org}/changes",
             "GET /api/v1/orgs/{org}/image-access",
+            "GET /api/v1/orgs/{org}/insights",
             "GET /api/v1/orgs/{org}/members",
             "GET /api/v1/orgs/{org}/policy",
             "GET /api/v1/orgs/{org}/registry-access",
             "GET /api/v1/tokens",
+            "POST /api/v1/orgs",
+            "POST /api/v1/orgs/{org}/access-requests",
+            "POST /api/v1/orgs/{org}/access-requests/{id}/approve",
+            "POST /api/v1/orgs/{org}/access-requests/{id}/decline",
             "POST /api/v1/tokens",
             "PUT /api/v1/orgs/{org}/image-access",
             "PUT /api/v1/orgs/{org}/members/{user}",
@@ -443,13 +455,18 @@ async fn the_openapi_document_covers_every_route_with_bearer_security() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"],
+        json!({"type": "apiKey", "in": "cookie", "name": "imagegate_session",
+            "description": "The console's session cookie; a change also sends the session's CSRF token in X-CSRF-Token"})
+    );
     // Every documented operation is served: none answers "no such API path".
     for op in &operations {
         let (method, path) = op.split_once(' ').unwrap();
         let path = path
             .replace("{org}", "corp")
             .replace("{user}", "alice")
-            .replace("{id}", "nosuch");
+            .replace("{id}", "7");
         let body = (method == "PUT" || method == "POST").then_some("{}");
         let (status, value) = s
             .call(method.parse().unwrap(), &path, Some(&s.olga), body)
@@ -765,4 +782,492 @@ async fn members_read_their_organisations_audit_log_with_filters_and_nothing_els
     }
     let (status, _) = s.get("/api/v1/orgs/corp/audit", &s.rita).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+impl Setup {
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
+    /// corp: image access on, official images allowed, community not.
+    async fn community_off(&self) {
+        let (status, _) = self
+            .put(
+                "/api/v1/orgs/corp/image-access",
+                &self.olga,
+                json!({"enabled": true, "categories": {"official": true, "verified_publisher": false, "community": false}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// What corp's policy decides for `user` (a member) pulling `image` now.
+    fn decides(&self, user: &str, image: &str) -> imagegate_core::Decision {
+        let policy =
+            imagegate_core::Policy::load(&self.identity.org("corp").unwrap().policy).unwrap();
+        imagegate_core::decide(
+            &policy,
+            &imagegate_core::Input {
+                image,
+                user: Some(user),
+                ..imagegate_core::Input::default()
+            },
+        )
+    }
+}
+
+const REQUESTS: &str = "/api/v1/orgs/corp/access-requests";
+
+#[tokio::test]
+async fn a_member_asks_for_a_refused_image_and_an_owners_approval_allows_exactly_that_repository() {
+    let s = setup();
+    s.community_off().await;
+    assert!(!s.decides("alice", "someuser/custom-image:1").is_allowed());
+
+    let ask = json!({"image": "someuser/custom-image:1", "reason": "the CI lint step uses it"});
+    let (status, r) = s.post(REQUESTS, &s.alice, ask.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(r["state"], "open");
+    assert_eq!(r["user"], "alice");
+    assert_eq!(r["image"], "docker.io/someuser/custom-image:1");
+    assert_eq!(r["repository"], "docker.io/someuser/custom-image");
+    assert_eq!(
+        r["refusal"],
+        "image access denied: community images not allowed"
+    );
+    assert_eq!(r["reason"], "the CI lint step uses it");
+    let id = r["id"].as_i64().unwrap();
+    // Asking again is the same request, not a second one.
+    let (status, again) = s.post(REQUESTS, &s.alice, ask).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["id"], id);
+
+    // Members see their own; owners see all; another organisation sees nothing.
+    let (_, mine) = s.get(REQUESTS, &s.alice).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    let (_, open) = s.get(&format!("{REQUESTS}?state=open"), &s.olga).await;
+    assert_eq!(open[0]["id"], id);
+    let (status, body) = s.get(&format!("{REQUESTS}/{id}"), &s.rita).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = s.get(&format!("{REQUESTS}?state=maybe"), &s.olga).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        error(&body).1,
+        "state \"maybe\" is not one of open, approved, declined, withdrawn"
+    );
+
+    // Only owners decide.
+    let (status, body) = s
+        .post(&format!("{REQUESTS}/{id}/approve"), &s.alice, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error(&body).1,
+        "only owners of corp can approve or decline access requests"
+    );
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/orgs/rival/access-requests/{id}/approve"),
+            &s.rita,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "rival cannot reach corp's request by number"
+    );
+
+    let (status, done) = s
+        .post(
+            &format!("{REQUESTS}/{id}/approve"),
+            &s.olga,
+            json!({"note": "ok for CI; pin a digest"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["state"], "approved");
+    assert_eq!(done["decided_by"], "olga");
+    assert_eq!(done["note"], "ok for CI; pin a digest");
+    // The member sees the outcome.
+    let (_, seen) = s.get(&format!("{REQUESTS}/{id}"), &s.alice).await;
+    assert_eq!(seen["state"], "approved");
+
+    // Exactly that repository: any tag of it, nothing beside it.
+    assert!(s.decides("alice", "someuser/custom-image:1").is_allowed());
+    assert!(s.decides("alice", "someuser/custom-image:2").is_allowed());
+    assert!(!s.decides("alice", "someuser/custom-image-2:1").is_allowed());
+    assert!(!s.decides("alice", "someuser/other:1").is_allowed());
+    let (_, changes) = s.get("/api/v1/orgs/corp/changes?limit=1", &s.olga).await;
+    assert_eq!(changes[0]["user"], "olga");
+    assert_eq!(changes[0]["what"], format!("access_request {id}"));
+    assert!(
+        changes[0]["after"]
+            .as_str()
+            .unwrap()
+            .contains("allow: docker.io/someuser/custom-image"),
+        "{}",
+        changes[0]["after"]
+    );
+
+    let (status, body) = s
+        .post(&format!("{REQUESTS}/{id}/decline"), &s.olga, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        error(&body).1,
+        format!("access request {id} is already approved by olga")
+    );
+    // Now allowed, so there is nothing to ask for.
+    let (status, body) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "someuser/custom-image:3", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        error(&body).1,
+        "docker.io/someuser/custom-image:3 is already allowed for you in corp: there is nothing to ask for"
+    );
+}
+
+#[tokio::test]
+async fn owners_decline_with_a_note_requesters_withdraw_and_requests_that_cannot_help_are_refused()
+{
+    let s = setup();
+    s.community_off().await;
+    let (_, declined) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "someuser/other:1", "reason": "trying it"}),
+        )
+        .await;
+    let id = declined["id"].as_i64().unwrap();
+    let (status, d) = s
+        .post(
+            &format!("{REQUESTS}/{id}/decline"),
+            &s.olga,
+            json!({"note": "use corp/other instead"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (d["state"].as_str(), d["note"].as_str()),
+        (Some("declined"), Some("use corp/other instead"))
+    );
+    let (_, seen) = s.get(&format!("{REQUESTS}/{id}"), &s.alice).await;
+    assert_eq!(seen["state"], "declined");
+    assert!(!s.decides("alice", "someuser/other:1").is_allowed());
+
+    let (_, w) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "someuser/third:1", "reason": "maybe"}),
+        )
+        .await;
+    let wid = w["id"].as_i64().unwrap();
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("{REQUESTS}/{wid}"),
+            Some(&s.olga),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "only the requester withdraws"
+    );
+    let (status, w) = s
+        .call(
+            Method::DELETE,
+            &format!("{REQUESTS}/{wid}"),
+            Some(&s.alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w["state"], "withdrawn");
+    let (status, _) = s
+        .post(&format!("{REQUESTS}/{wid}/approve"), &s.olga, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    for (ask, says) in [
+        (
+            json!({"image": "nginx:1.27", "reason": "x"}),
+            "docker.io/library/nginx:1.27 is already allowed for you in corp: there is nothing to ask for",
+        ),
+        (
+            json!({"image": "someuser/x:1", "reason": "  "}),
+            "say why you need this image: owners decide on the reason",
+        ),
+        (
+            json!({"image": "no spaces allowed", "reason": "x"}),
+            "image: ",
+        ),
+    ] {
+        let (status, body) = s.post(REQUESTS, &s.alice, ask.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{ask}");
+        assert!(error(&body).1.starts_with(says), "{ask}: {body}");
+    }
+    let (status, _) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "x", "why": "unknown field"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A deny rule ahead of any exception: asking cannot help, and is refused
+    // with the rule's refusal.
+    let policy = s.identity.org("corp").unwrap().policy.replace(
+        "spec:\n",
+        "spec:\n  rules:\n  - deny: docker.io/someuser/blocked\n    message: blocked by security\n",
+    );
+    let (status, body) = s
+        .put("/api/v1/orgs/corp/policy", &s.olga, json!({"yaml": policy}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{policy}");
+    let (status, body) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "someuser/blocked:1", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        error(&body).1,
+        "an exception for docker.io/someuser/blocked would not let you pull docker.io/someuser/blocked:1: blocked by security (rule_denied). Ask an owner of corp to change the policy"
+    );
+
+    // A request the policy overtook: approving is refused, nothing changes.
+    let (_, r) = s
+        .post(
+            REQUESTS,
+            &s.alice,
+            json!({"image": "someuser/late:1", "reason": "x"}),
+        )
+        .await;
+    let late = r["id"].as_i64().unwrap();
+    let policy = s.identity.org("corp").unwrap().policy.replace(
+        "  rules:\n",
+        "  rules:\n  - deny: docker.io/someuser/late\n",
+    );
+    let (status, _) = s
+        .put("/api/v1/orgs/corp/policy", &s.olga, json!({"yaml": policy}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = s.identity.org("corp").unwrap().policy;
+    let (status, body) = s
+        .post(&format!("{REQUESTS}/{late}/approve"), &s.olga, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        error(&body)
+            .1
+            .starts_with("approving would not let alice pull docker.io/someuser/late:1: "),
+        "{body}"
+    );
+    assert_eq!(s.identity.org("corp").unwrap().policy, before);
+    let (_, still) = s.get(&format!("{REQUESTS}/{late}"), &s.alice).await;
+    assert_eq!(still["state"], "open");
+}
+
+#[tokio::test]
+async fn insights_count_attempts_over_time_and_the_most_refused_images_and_people_for_owners() {
+    use imagegate_server::store::AuditEvent;
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    let event =
+        |ago_min: i64, org: &str, user: &str, image: &str, decision: &str, path: &str| AuditEvent {
+            time_ms: now - ago_min * 60_000,
+            door: if path.starts_with("spec.") {
+                "admission"
+            } else {
+                "gateway"
+            }
+            .into(),
+            org: Some(org.into()),
+            user: Some(user.into()),
+            image: image.into(),
+            input: image.into(),
+            category: Some(
+                if image.contains("library/") {
+                    "official"
+                } else {
+                    "community"
+                }
+                .into(),
+            ),
+            decision: decision.into(),
+            reason: if decision == "deny" {
+                "category_not_allowed"
+            } else {
+                "allowed"
+            }
+            .into(),
+            mode: "enforce".into(),
+            message: "m".into(),
+            path: Some(path.into()),
+            ..AuditEvent::default()
+        };
+    let custom = "docker.io/someuser/custom-image:1";
+    s.identity
+        .store()
+        .append_audit(&[
+            event(300, "corp", "alice", custom, "deny", "manifest"),
+            event(200, "corp", "alice", custom, "deny", "manifest"),
+            event(
+                100,
+                "corp",
+                "dave",
+                "docker.io/someuser/custom-image:2",
+                "deny",
+                "manifest",
+            ),
+            event(
+                90,
+                "corp",
+                "alice",
+                "ghcr.io/x/y:1",
+                "deny",
+                "spec.containers[0].image",
+            ),
+            event(
+                50,
+                "corp",
+                "olga",
+                "docker.io/library/nginx:1.27",
+                "allow",
+                "manifest",
+            ),
+            // A pull's blobs are part of the attempt, not attempts of their own.
+            event(
+                50,
+                "corp",
+                "olga",
+                "docker.io/library/nginx:1.27",
+                "allow",
+                "blob",
+            ),
+            event(
+                50,
+                "corp",
+                "olga",
+                "docker.io/library/nginx:1.27",
+                "allow",
+                "blob",
+            ),
+            // Too old for 24h; another organisation's.
+            event(60 * 30, "corp", "alice", custom, "deny", "manifest"),
+            event(10, "rival", "rita", custom, "deny", "manifest"),
+        ])
+        .unwrap();
+    let (status, i) = s.get("/api/v1/orgs/corp/insights?range=24h", &s.olga).await;
+    assert_eq!(status, StatusCode::OK, "{i}");
+    assert_eq!(
+        (i["allowed"].as_u64(), i["refused"].as_u64()),
+        (Some(1), Some(4))
+    );
+    assert_eq!(i["bucket_seconds"], 3600);
+    let series = i["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24);
+    let sum = |k: &str| series.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("allowed"), sum("refused")), (1, 4));
+    assert_eq!(
+        i["top_refused_images"][0],
+        json!({"repository": "docker.io/someuser/custom-image", "refusals": 3, "users": 2,
+            "reason": "category_not_allowed", "last": i["top_refused_images"][0]["last"]})
+    );
+    assert_eq!(i["top_refused_images"][1]["repository"], "ghcr.io/x/y");
+    assert_eq!(
+        i["top_users"],
+        json!([{"name": "alice", "refusals": 3}, {"name": "dave", "refusals": 1}])
+    );
+    assert_eq!(
+        i["by_category"],
+        json!([{"name": "community", "refusals": 4}])
+    );
+    assert_eq!(
+        i["by_registry"],
+        json!([{"name": "docker.io", "refusals": 3}, {"name": "ghcr.io", "refusals": 1}])
+    );
+    let (_, week) = s.get("/api/v1/orgs/corp/insights", &s.olga).await;
+    assert_eq!(
+        (week["range"].as_str(), week["refused"].as_u64()),
+        (Some("7d"), Some(5))
+    );
+
+    let (status, body) = s.get("/api/v1/orgs/corp/insights", &s.alice).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error(&body).1, "only owners of corp can see its insights");
+    let (status, body) = s.get("/api/v1/orgs/corp/insights?range=1y", &s.olga).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        error(&body).1,
+        "range \"1y\" is not one of 24h, 7d, 30d, 90d"
+    );
+    let (status, _) = s.get("/api/v1/orgs/corp/insights", &s.rita).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn administrators_create_organisations_and_own_them_and_nobody_else_can() {
+    let s = setup();
+    let new = json!({"name": "newco", "namespaces": ["newco"]});
+    let (status, body) = s.post("/api/v1/orgs", &s.olga, new.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an owner of corp is no administrator"
+    );
+    assert!(
+        error(&body)
+            .1
+            .starts_with("only administrators create organisations")
+    );
+
+    s.identity.store().set_administrator("olga", true).unwrap();
+    let (status, org) = s.post("/api/v1/orgs", &s.olga, new.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    assert_eq!(
+        org,
+        json!({"name": "newco", "namespaces": ["newco"], "role": "owner"})
+    );
+    let (_, me) = s.get("/api/v1/me", &s.olga).await;
+    assert_eq!(me["administrator"], true);
+    assert!(
+        me["organisations"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "newco", "role": "owner"}))
+    );
+    // Image access starts off, as Docker's does.
+    let (_, ia) = s.get("/api/v1/orgs/newco/image-access", &s.olga).await;
+    assert_eq!(ia["enabled"], false);
+
+    for (body, says) in [
+        (new, "organisation newco already exists"),
+        (
+            json!({"name": "Bad Name"}),
+            "organisation name \"Bad Name\" must be",
+        ),
+        (
+            json!({"name": "ok", "namespaces": ["a/b"]}),
+            "namespace \"a/b\" is not a Docker Hub namespace",
+        ),
+    ] {
+        let (status, answer) = s.post("/api/v1/orgs", &s.olga, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(error(&answer).1.starts_with(says), "{body}: {answer}");
+    }
 }
