@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::bail;
 use imagegate_core::pattern::ImagePattern;
-use imagegate_server::audit::{FIELDS, Record as Row, parse_time, rfc3339};
+use imagegate_server::audit::{Record as Row, parse_time, rfc3339};
 use imagegate_server::store::AuditFilter;
 
 use crate::EXIT_OK;
@@ -118,15 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             out.flush()?;
         }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(stdout.lock());
-            if events.is_empty() {
-                // The header alone, so an empty export is still a valid table.
-                w.write_record(FIELDS)?;
-            }
-            for e in &events {
-                w.serialize(Row::of(e))?;
-            }
-            w.flush()?;
+            imagegate_server::audit::write_csv(&events, stdout.lock())?;
         }
         Format::Text => {
             let mut out = anstream::stdout().lock();

@@ -352,6 +352,91 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
 }
 
+/// The filters a person gives the audit log (API query, console form), as
+/// text: empty means none.
+#[derive(Clone, Debug, Default)]
+pub struct Filters<'a> {
+    /// At or after: RFC 3339, or a duration ago (15m, 2h, 7d).
+    pub since: Option<&'a str>,
+    /// Before (same forms).
+    pub until: Option<&'a str>,
+    /// This user only.
+    pub user: Option<&'a str>,
+    /// This door only.
+    pub door: Option<&'a str>,
+    /// `allow` or `deny`.
+    pub decision: Option<&'a str>,
+    /// An image rule pattern (`docker.io/someuser/*`).
+    pub image: Option<&'a str>,
+}
+
+impl Filters<'_> {
+    /// The store filter for organisation `org` (with no limit) and the image
+    /// pattern, or what is wrong with a filter, naming it.
+    pub fn compile(
+        &self,
+        org: &str,
+        now_ms: i64,
+    ) -> Result<(AuditFilter, Option<imagegate_core::pattern::ImagePattern>), String> {
+        let time = |name: &str, t: Option<&str>| {
+            given(t)
+                .map(|t| parse_time(t, now_ms).map_err(|e| format!("{name} {e}")))
+                .transpose()
+        };
+        let decision = match given(self.decision) {
+            None => None,
+            Some(d @ ("allow" | "deny")) => Some(d.to_owned()),
+            Some(other) => return Err(format!("decision {other:?} is not allow or deny")),
+        };
+        let door = match given(self.door) {
+            None => None,
+            Some(d @ ("gateway" | "admission" | "imagepolicy")) => Some(d.to_owned()),
+            Some(other) => {
+                return Err(format!(
+                    "door {other:?} is not gateway, admission or imagepolicy"
+                ));
+            }
+        };
+        let glob = given(self.image)
+            .map(|g| {
+                imagegate_core::pattern::ImagePattern::parse(g).map_err(|e| format!("image {e}"))
+            })
+            .transpose()?;
+        Ok((
+            AuditFilter {
+                since_ms: time("since", self.since)?,
+                until_ms: time("until", self.until)?,
+                user: given(self.user).map(str::to_owned),
+                org: Some(org.to_owned()),
+                door,
+                decision,
+                limit: None,
+                offset: None,
+            },
+            glob,
+        ))
+    }
+}
+
+/// A filter's text, trimmed; empty is none.
+fn given(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Writes `events` as CSV with the [`FIELDS`] header (the header alone when
+/// there are none, so an empty export is still a table).
+pub fn write_csv<W: std::io::Write>(events: &[AuditEvent], out: W) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    if events.is_empty() {
+        w.write_record(FIELDS)?;
+    }
+    for e in events {
+        w.serialize(Record::of(e))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// Events matching `filter` and, when given, whose image matches `glob`
 /// (on the parsed reference), oldest first. With a glob, the filter's
 /// offset and limit apply after matching.

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use imagegate_core::pattern::ImagePattern;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Api, ApiError, Caller, ErrorBody};
-use crate::audit::{Record, parse_time, read};
-use crate::store::{AuditFilter, now_ms};
+use crate::audit::{Filters, Record, read};
+use crate::store::now_ms;
 
 /// Which events.
 #[derive(Deserialize, IntoParams)]
@@ -50,37 +49,17 @@ pub async fn audit(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     caller.role_in(&api, &org)?;
-    let now = now_ms();
-    let time = |name: &str, t: &Option<String>| {
-        t.as_deref()
-            .map(|t| parse_time(t, now).map_err(|e| ApiError::invalid(format!("{name} {e}"))))
-            .transpose()
-    };
-    let decision = match q.decision.as_deref() {
-        None => None,
-        Some(d @ ("allow" | "deny")) => Some(d.to_owned()),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "decision {other:?} is not allow or deny"
-            )));
-        }
-    };
-    let glob = q
-        .image
-        .as_deref()
-        .map(|g| ImagePattern::parse(g).map_err(|e| ApiError::invalid(format!("image {e}"))))
-        .transpose()?;
     let limit = super::limit(q.limit, 100)?;
-    let filter = AuditFilter {
-        since_ms: time("since", &q.since)?,
-        until_ms: time("until", &q.until)?,
-        user: q.user,
-        org: Some(org),
-        door: q.door,
-        decision,
-        limit: Some(limit),
-        offset: None,
+    let filters = Filters {
+        since: q.since.as_deref(),
+        until: q.until.as_deref(),
+        user: q.user.as_deref(),
+        door: q.door.as_deref(),
+        decision: q.decision.as_deref(),
+        image: q.image.as_deref(),
     };
+    let (mut filter, glob) = filters.compile(&org, now_ms()).map_err(ApiError::invalid)?;
+    filter.limit = Some(limit);
     let events = read(api.identity.store().as_ref(), &filter, glob.as_ref())
         .map_err(|e| ApiError::unavailable(&e))?;
     let records: Vec<Record<'_>> = events.iter().map(Record::of).collect();

@@ -20,7 +20,9 @@ use crate::settings;
 use crate::store::Role;
 use crate::throttle::SignInThrottle;
 
+mod activity;
 mod pages;
+mod requests;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "imagegate_session";
@@ -80,6 +82,25 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route(
             "/console/orgs/{org}/registry-access",
             get(registry_access_page).post(registry_access_save),
+        )
+        .route("/console/orgs", axum::routing::post(create_org))
+        .route("/console/orgs/{org}/activity", get(activity::activity_page))
+        .route(
+            "/console/orgs/{org}/activity.csv",
+            get(activity::activity_csv),
+        )
+        .route("/console/orgs/{org}/insights", get(activity::insights_page))
+        .route(
+            "/console/orgs/{org}/access-requests",
+            get(requests::requests_page).post(requests::ask),
+        )
+        .route(
+            "/console/orgs/{org}/access-requests/new",
+            get(requests::requests_page),
+        )
+        .route(
+            "/console/orgs/{org}/access-requests/{id}/{action}",
+            axum::routing::post(requests::settle),
         )
         .with_state(console)
 }
@@ -148,6 +169,8 @@ fn page(status: StatusCode, markup: maud::Markup) -> Response {
 enum Refusal {
     /// Not signed in (or the session ended): to the sign-in page.
     SignIn,
+    /// As `SignIn`, coming back to this console path afterwards.
+    SignInThen(String),
     /// An organisation the user is not in, answered as one that does not exist.
     NotFound { org: String, who: Header },
     /// Signed in, but not allowed, or a form that did not come from the console.
@@ -173,6 +196,10 @@ impl IntoResponse for Refusal {
         }
         match self {
             Refusal::SignIn => Redirect::to("/console/sign-in").into_response(),
+            Refusal::SignInThen(next) => {
+                let q = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+                Redirect::to(&format!("/console/sign-in?{q}")).into_response()
+            }
             Refusal::NotFound { org, who } => page(
                 StatusCode::NOT_FOUND,
                 pages::problem(
@@ -205,6 +232,22 @@ fn signed(console: &Console, headers: &HeaderMap) -> Result<Signed, Refusal> {
         Ok(None) => Err(Refusal::SignIn),
         Err(e) => Err(Refusal::unavailable(&e)),
     }
+}
+
+/// As [`signed`], for a page worth coming back to after signing in (a link
+/// from a refusal message, say).
+fn signed_at(
+    console: &Console,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<Signed, Refusal> {
+    signed(console, headers).map_err(|r| match r {
+        Refusal::SignIn => Refusal::SignInThen(
+            uri.path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        ),
+        other => other,
+    })
 }
 
 /// The signed-in user's role in `org`: not found for an organisation they
@@ -266,20 +309,116 @@ async fn home(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let who = signed(&console, &headers)?;
+    Ok(home_view(&console, &who, None)?.into_response())
+}
+
+fn home_view(
+    console: &Console,
+    who: &Signed,
+    error: Option<&str>,
+) -> Result<maud::Markup, Refusal> {
     let orgs = console
         .identity
         .memberships(&who.user)
         .map_err(|e| Refusal::unavailable(&e))?;
     let orgs: Vec<(String, &'static str)> =
         orgs.into_iter().map(|(o, r)| (o, r.as_str())).collect();
-    Ok(pages::home(&who.user, &who.csrf, &orgs).into_response())
+    let administrator = console
+        .identity
+        .store()
+        .is_administrator(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    Ok(pages::home(&pages::HomePage {
+        user: &who.user,
+        csrf: &who.csrf,
+        orgs: &orgs,
+        administrator,
+        error,
+    }))
 }
 
-async fn sign_in_page(State(console): State<Arc<Console>>) -> Result<Response, Refusal> {
+#[derive(Deserialize)]
+struct NewOrgForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespaces: String,
+}
+
+/// An administrator creates an organisation, and owns it.
+async fn create_org(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<NewOrgForm>,
+) -> Result<Response, Refusal> {
+    let who = signed(&console, &headers)?;
+    csrf_ok(&who, &form.csrf)?;
+    let namespaces: Vec<String> = form
+        .namespaces
+        .split([',', ' ', '\n', '\r'])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let name = form.name.trim();
+    match settings::create_org(&console.identity, &who.user, name, &namespaces) {
+        Ok(_) => Ok(Redirect::to(&format!("/console/orgs/{name}/image-access")).into_response()),
+        Err(settings::SettingsError::Forbidden(message)) => Err(Refusal::Forbidden {
+            message,
+            who: who.header(),
+        }),
+        Err(settings::SettingsError::Identity(crate::identity::IdentityError::Invalid(m))) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            home_view(&console, &who, Some(&m))?,
+        )
+            .into_response()),
+        Err(settings::SettingsError::Identity(crate::identity::IdentityError::Store(
+            crate::store::StoreError::Exists { .. },
+        ))) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            home_view(
+                &console,
+                &who,
+                Some(&format!("Organisation {name} already exists.")),
+            )?,
+        )
+            .into_response()),
+        Err(e) => Err(Refusal::unavailable(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a console path only (never another site:
+/// no scheme, no `//` host, no backslash).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with("/console")
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
+        _ => "/console",
+    }
+}
+
+async fn sign_in_page(
+    State(console): State<Arc<Console>>,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, Refusal> {
     let mut b = [0u8; 24];
     getrandom::fill(&mut b).map_err(|e| Refusal::unavailable(&e))?;
     let login = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let mut response = pages::sign_in(&login, None).into_response();
+    let next = safe_next(q.next.as_deref());
+    let mut response = pages::sign_in(&login, next, None).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(&console, LOGIN_COOKIE, &login, Some(600)),
@@ -295,6 +434,8 @@ struct SignInForm {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 async fn sign_in(
@@ -319,6 +460,7 @@ async fn sign_in(
             StatusCode::TOO_MANY_REQUESTS,
             pages::sign_in(
                 &form.login,
+                safe_next(Some(&form.next)),
                 Some("Too many failed sign-ins; try again in a few minutes."),
             ),
         ));
@@ -335,7 +477,11 @@ async fn sign_in(
             console.throttle.failed(keys);
             return Ok(page(
                 StatusCode::UNAUTHORIZED,
-                pages::sign_in(&form.login, Some("Invalid username or password.")),
+                pages::sign_in(
+                    &form.login,
+                    safe_next(Some(&form.next)),
+                    Some("Invalid username or password."),
+                ),
             ));
         }
         Err(e) => return Err(Refusal::unavailable(&e)),
@@ -349,7 +495,7 @@ async fn sign_in(
         .identity
         .start_session(&form.username)
         .map_err(|e| Refusal::unavailable(&e))?;
-    let mut response = Redirect::to("/console").into_response();
+    let mut response = Redirect::to(safe_next(Some(&form.next))).into_response();
     let h = response.headers_mut();
     h.append(
         header::SET_COOKIE,

@@ -11,7 +11,7 @@ body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
 header{display:flex;gap:1rem;align-items:center;padding:.75rem 1.5rem;background:#0b3d91;color:#fff}
 header a,header button{color:#fff}
 header form{margin-left:auto}
-main{max-width:48rem;padding:1.5rem}
+main{max-width:56rem;padding:1.5rem}
 h1{font-size:1.5rem;margin:.2rem 0 1rem}
 fieldset{border:1px solid #8c959f;border-radius:6px;padding:1rem;margin:0 0 1rem}
 legend{font-weight:600;padding:0 .3rem}
@@ -31,12 +31,31 @@ td form{margin:0}
 select{font:inherit;padding:.25rem}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 label{cursor:pointer}
+.filters{display:flex;flex-wrap:wrap;gap:0 1rem}
+.filters input[type=text]{width:11rem}
+.refused,.state.declined{color:#a40e26;font-weight:600}
+.allowed,.state.approved{color:#116329;font-weight:600}
+.state.open{color:#7d4e00;font-weight:600}
+.totals{display:flex;gap:2rem}
+.totals strong{font-size:1.6rem}
+.allowed-text{color:#0b3d91}.refused-text{color:#a40e26}
+.chart{margin:1rem 0}
+.chart svg{max-width:100%;height:auto;font:12px system-ui,sans-serif}
+.chart rect.a,.key.a{fill:#0b3d91;background:#0b3d91}
+.chart rect.r,.key.r{fill:#cf222e;background:#cf222e}
+.chart .axis{stroke:#57606a}.chart .grid{stroke:#d0d7de;stroke-dasharray:3 3}
+.key{display:inline-block;width:.8rem;height:.8rem;vertical-align:middle}
+.columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:1rem}
+.request{border:1px solid #d0d7de;border-radius:6px;padding:.5rem 1rem;margin:0 0 1rem}
+.request h3{font-size:1rem;margin:.3rem 0}
+button.secondary{background:#fff;color:#0b3d91}
+.hint{color:#7d4e00}
 a{color:#0b3d91}
 :focus-visible{outline:3px solid #d4a72c;outline-offset:2px}
 ";
 
 /// The page frame: title, header with the user and sign-out, content.
-pub fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Markup {
+pub(super) fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -66,7 +85,7 @@ pub fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Marku
 
 /// The sign-in form. `login` is the value the form carries back to prove it
 /// came from this page (the same value is in a cookie).
-pub fn sign_in(login: &str, error: Option<&str>) -> Markup {
+pub fn sign_in(login: &str, next: &str, error: Option<&str>) -> Markup {
     layout(
         "Sign in",
         None,
@@ -77,6 +96,7 @@ pub fn sign_in(login: &str, error: Option<&str>) -> Markup {
             }
             form method="post" action="/console/sign-in" {
                 input type="hidden" name="login" value=(login);
+                input type="hidden" name="next" value=(next);
                 p {
                     label for="username" { "Username" } br;
                     input type="text" id="username" name="username" autocomplete="username" required autofocus;
@@ -91,41 +111,76 @@ pub fn sign_in(login: &str, error: Option<&str>) -> Markup {
     )
 }
 
-/// The organisations the user belongs to.
-pub fn home(user: &str, csrf: &str, orgs: &[(String, &'static str)]) -> Markup {
+/// What the home page shows.
+pub struct HomePage<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub orgs: &'a [(String, &'static str)],
+    /// Administrators create organisations here.
+    pub administrator: bool,
+    /// Why an organisation was not created.
+    pub error: Option<&'a str>,
+}
+
+/// The organisations the user belongs to; for administrators, a form to
+/// create one.
+pub fn home(p: &HomePage<'_>) -> Markup {
     layout(
         "Organisations",
-        Some((user, csrf)),
+        Some((p.user, p.csrf)),
         html! {
             h1 { "Organisations" }
-            @if orgs.is_empty() {
+            @if p.orgs.is_empty() {
                 p { "You are not a member of any organisation yet. Ask an owner to add you." }
             } @else {
                 ul {
-                    @for (org, role) in orgs {
+                    @for (org, role) in p.orgs {
                         li {
                             a href={ "/console/orgs/" (org) "/image-access" } { (org) }
-                            " (" (role) ")"
+                            " (" (role) ") · "
+                            a href={ "/console/orgs/" (org) "/activity" } { "activity" } " · "
+                            a href={ "/console/orgs/" (org) "/access-requests" } { "access requests" }
                         }
                     }
+                }
+            }
+            @if p.administrator {
+                h2 id="create" { "Create an organisation" }
+                @if let Some(e) = p.error { p.error role="alert" id="create-error" { (e) } }
+                form method="post" action="/console/orgs" aria-labelledby="create" {
+                    input type="hidden" name="csrf" value=(p.csrf);
+                    p {
+                        label for="name" { "Name" } br;
+                        input type="text" id="name" name="name" required pattern="[a-z0-9][a-z0-9._-]{0,63}"
+                            aria-describedby=[p.error.map(|_| "create-error")];
+                    }
+                    p {
+                        label for="namespaces" { "Docker Hub namespaces (its Organization images), comma-separated" } br;
+                        input type="text" id="namespaces" name="namespaces";
+                    }
+                    p { small { "It starts with image access off, as Docker's does, and you as its owner." } }
+                    button type="submit" { "Create" }
                 }
             }
         },
     )
 }
 
-/// The organisation's pages, the current one marked.
-fn org_nav(org: &str, current: &str) -> Markup {
+/// The organisation's pages, the current one marked; Insights for owners.
+pub(super) fn org_nav(org: &str, current: &str, owner: bool) -> Markup {
     let pages = [
         ("image-access", "Image access"),
         ("registry-access", "Registry access"),
         ("members", "Members"),
         ("policy", "Rules and policy"),
+        ("access-requests", "Access requests"),
+        ("activity", "Activity"),
+        ("insights", "Insights"),
     ];
     html! {
         nav aria-label="Organisation" {
-            a href="/console" { "Organisations" } " / " (org) " · "
-            @for (i, (path, label)) in pages.iter().enumerate() {
+            a href="/console" { "Organisations" } " / " strong { (org) } " · "
+            @for (i, (path, label)) in pages.iter().filter(|(p, _)| owner || *p != "insights").enumerate() {
                 @if i > 0 { " · " }
                 @if *path == current {
                     strong aria-current="page" { (label) }
@@ -186,7 +241,7 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
         "Image access",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "image-access"))
+            (org_nav(p.org, "image-access", p.editable))
             h1 { "Image access" }
             p { "Choose which Docker Hub images members of " (p.org) " may pull. Off by default; when on, community images are off unless you allow them." }
             @if p.saved {
@@ -257,7 +312,7 @@ pub fn registry_access(p: &RegistryAccessPage<'_>) -> Markup {
         "Registry access",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "registry-access"))
+            (org_nav(p.org, "registry-access", p.editable))
             h1 { "Registry access" }
             p { "Choose the registries members of " (p.org) " may pull from. A registry (ghcr.io) allows all of it; a path (ghcr.io/corp) allows what is under it; *.corp.example allows its subdomains." }
             @if p.saved {
@@ -326,7 +381,7 @@ pub fn members(p: &MembersPage<'_>) -> Markup {
         "Members",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "members"))
+            (org_nav(p.org, "members", p.editable))
             h1 { "Members" }
             p { "Owners manage the organisation's settings and bypass image access at the gateway; members get the organisation's policy." }
             @if let Some(e) = p.error {
@@ -412,7 +467,7 @@ pub fn policy(p: &PolicyPage<'_>) -> Markup {
         "Rules and policy",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "policy"))
+            (org_nav(p.org, "policy", p.editable))
             h1 { "Rules and policy" }
             h2 { "Try an image" }
             form method="get" action={ "/console/orgs/" (p.org) "/policy" } {

@@ -974,3 +974,455 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+impl Setup {
+    /// corp: image access on, official images allowed, community not.
+    fn community_off(&self) {
+        let mut ia = imagegate_server::settings::image_access(&self.identity, "corp").unwrap();
+        ia.enabled = true;
+        ia.official = true;
+        ia.community = false;
+        imagegate_server::settings::set_image_access(&self.identity, "corp", "olga", &ia).unwrap();
+    }
+
+    async fn get(&self, session: &str, path: &str) -> Answer {
+        self.send("GET", path, &[(SESSION_COOKIE, session)], None)
+            .await
+    }
+
+    async fn post(&self, session: &str, path: &str, form: &str) -> Answer {
+        self.send("POST", path, &[(SESSION_COOKIE, session)], Some(form))
+            .await
+    }
+}
+
+const REQUESTS_PAGE: &str = "/console/orgs/corp/access-requests";
+
+#[tokio::test]
+async fn a_member_follows_the_ask_link_through_sign_in_and_an_owner_approves_on_the_page() {
+    let s = setup();
+    s.community_off();
+    let link = "/console/orgs/corp/access-requests/new?image=someuser/custom-image:1";
+    // Signed out: to the sign-in page, which brings them back.
+    let away = s.send("GET", link, &[], None).await;
+    assert_eq!(away.status, StatusCode::SEE_OTHER);
+    let next = format!("next={}", urlencode(link));
+    assert_eq!(away.location(), format!("/console/sign-in?{next}"));
+    let page = s.send("GET", away.location(), &[], None).await;
+    assert_eq!(page.hidden("next"), link);
+    let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+    let signed = s
+        .send(
+            "POST",
+            "/console/sign-in",
+            &[(LOGIN_COOKIE, &login)],
+            Some(&format!(
+                "login={login}&username=alice&password=correct+horse+battery&{next}"
+            )),
+        )
+        .await;
+    assert_eq!(
+        (signed.status, signed.location()),
+        (StatusCode::SEE_OTHER, link)
+    );
+    let alice = signed.cookie_value(SESSION_COOKIE).unwrap();
+
+    let form = s.get(&alice, link).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(
+        form.body.contains(
+            "Today <code>docker.io/someuser/custom-image:1</code> is refused: image access denied: community images not allowed"
+        ),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body
+            .contains(r#"name="image" value="someuser/custom-image:1""#)
+    );
+    assert!(
+        !form.body.contains("Open requests"),
+        "members do not see others' requests"
+    );
+    let csrf = form.hidden("csrf");
+    // No reason: the form comes back with what is wrong and what was typed.
+    let refused = s
+        .post(
+            &alice,
+            REQUESTS_PAGE,
+            &format!("csrf={csrf}&image=someuser%2Fcustom-image%3A1&reason="),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("say why you need this image"));
+    assert!(refused.body.contains(r#"value="someuser/custom-image:1""#));
+    let filed = s
+        .post(
+            &alice,
+            REQUESTS_PAGE,
+            &format!("csrf={csrf}&image=someuser%2Fcustom-image%3A1&reason=the+CI+lint+step"),
+        )
+        .await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
+    let id = s
+        .identity
+        .store()
+        .access_requests("corp", Some("open"), None, 10)
+        .unwrap()[0]
+        .id;
+    assert_eq!(filed.location(), format!("{REQUESTS_PAGE}?filed={id}"));
+    let mine = s.get(&alice, filed.location()).await;
+    assert!(mine.body.contains(&format!("Request {id} sent.")));
+    assert!(
+        mine.body
+            .contains(r#"<span class="state open">open</span>"#)
+    );
+
+    // A member cannot approve, however the form is made.
+    let approve = format!("{REQUESTS_PAGE}/{id}/approve");
+    let denied = s.post(&alice, &approve, &format!("csrf={csrf}")).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+
+    let olga = s.sign_in("olga").await;
+    let owners = s.get(&olga, REQUESTS_PAGE).await;
+    assert!(owners.body.contains("Open requests (1)"));
+    assert!(owners.body.contains("the CI lint step"));
+    assert!(
+        owners
+            .body
+            .contains("allow: docker.io/someuser/custom-image")
+    );
+    let ocsrf = owners.hidden("csrf");
+    let no_csrf = s.post(&olga, &approve, "note=x").await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let done = s
+        .post(&olga, &approve, &format!("csrf={ocsrf}&note=pin+a+digest"))
+        .await;
+    assert_eq!(
+        (done.status, done.location()),
+        (
+            StatusCode::SEE_OTHER,
+            format!("{REQUESTS_PAGE}?filed={id}&done=approved").as_str()
+        )
+    );
+    let outcome = s.get(&alice, REQUESTS_PAGE).await;
+    assert!(
+        outcome
+            .body
+            .contains(r#"<span class="state approved">approved</span>"#)
+    );
+    assert!(outcome.body.contains("olga: “pin a digest”"));
+    let again = s.post(&olga, &approve, &format!("csrf={ocsrf}")).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(
+        again
+            .body
+            .contains(&format!("access request {id} is already approved by olga"))
+    );
+    let ia_now = s.identity.org("corp").unwrap().policy;
+    assert!(
+        ia_now.contains("allow: docker.io/someuser/custom-image"),
+        "{ia_now}"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_goes_back_only_to_console_paths() {
+    let s = setup();
+    for (next, lands) in [
+        (
+            "/console/orgs/corp/activity?user=alice",
+            "/console/orgs/corp/activity?user=alice",
+        ),
+        ("https://evil.example/console", "/console"),
+        ("//evil.example/console", "/console"),
+        ("/console\\@evil.example", "/console"),
+        ("/elsewhere", "/console"),
+    ] {
+        let page = s.send("GET", "/console/sign-in", &[], None).await;
+        let login = page.cookie_value(LOGIN_COOKIE).unwrap();
+        let answer = s
+            .send(
+                "POST",
+                "/console/sign-in",
+                &[(LOGIN_COOKIE, &login)],
+                Some(&format!(
+                    "login={login}&username=alice&password=correct+horse+battery&next={}",
+                    urlencode(next)
+                )),
+            )
+            .await;
+        assert_eq!(answer.location(), lands, "{next}");
+    }
+}
+
+fn gateway_event(
+    ms: i64,
+    org: &str,
+    user: &str,
+    image: &str,
+    decision: &str,
+) -> imagegate_server::store::AuditEvent {
+    imagegate_server::store::AuditEvent {
+        time_ms: ms,
+        door: "gateway".into(),
+        org: Some(org.into()),
+        user: Some(user.into()),
+        image: image.into(),
+        input: image.into(),
+        category: Some("community".into()),
+        decision: decision.into(),
+        reason: if decision == "deny" {
+            "category_not_allowed"
+        } else {
+            "allowed"
+        }
+        .into(),
+        mode: "enforce".into(),
+        message: if decision == "deny" {
+            "image access denied: community images not allowed"
+        } else {
+            "allowed"
+        }
+        .into(),
+        path: Some("manifest".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_activity_page_filters_pages_and_exports_csv() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    let mut events: Vec<_> = (0..60)
+        .map(|i| {
+            gateway_event(
+                now - 60_000 * (60 - i),
+                "corp",
+                "alice",
+                &format!("docker.io/someuser/tool:{i}"),
+                "deny",
+            )
+        })
+        .collect();
+    events.push(gateway_event(
+        now - 1000,
+        "corp",
+        "olga",
+        "docker.io/library/nginx:1.27",
+        "allow",
+    ));
+    events.push(gateway_event(
+        now - 500,
+        "rival",
+        "rita",
+        "docker.io/rival/secret:1",
+        "allow",
+    ));
+    s.identity.store().append_audit(&events).unwrap();
+    let alice = s.sign_in("alice").await;
+    let page = s.get(&alice, "/console/orgs/corp/activity").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let rows = |a: &Answer| a.body.matches("<tr><td><time").count();
+    assert_eq!(rows(&page), 50, "a page is 50 events");
+    assert!(
+        page.body.find("library/nginx").unwrap() < page.body.find("someuser/tool:59").unwrap(),
+        "newest first"
+    );
+    assert!(!page.body.contains("rival/secret"));
+    assert!(
+        page.body
+            .contains(r#"<a href="/console/orgs/corp/activity?page=1" rel="next">"#)
+    );
+    assert!(
+        page.body.contains(
+            "/console/orgs/corp/access-requests/new?image=docker.io%2Fsomeuser%2Ftool%3A59"
+        ),
+        "her refusals link to a request"
+    );
+    let older = s.get(&alice, "/console/orgs/corp/activity?page=1").await;
+    assert_eq!(rows(&older), 11);
+    assert!(older.body.contains(r#"rel="prev""#) && !older.body.contains(r#"rel="next""#));
+
+    let denied = s
+        .get(&alice, "/console/orgs/corp/activity?decision=deny&user=alice&image=docker.io%2Fsomeuser%2Ftool&since=2h")
+        .await;
+    assert_eq!(rows(&denied), 50);
+    assert!(
+        denied
+            .body
+            .contains(r#"<option value="deny" selected>refused</option>"#)
+    );
+    let one = s.get(&alice, "/console/orgs/corp/activity?user=olga").await;
+    assert_eq!(rows(&one), 1);
+    let bad = s
+        .get(&alice, "/console/orgs/corp/activity?since=yesterday")
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("Filter not applied: since &quot;yesterday&quot;: expected RFC 3339"),
+        "{}",
+        bad.body
+    );
+
+    let csv = s
+        .get(&alice, "/console/orgs/corp/activity.csv?decision=deny")
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert!(
+        csv.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], imagegate_server::audit::FIELDS.join(","));
+    assert_eq!(lines.len(), 61, "every refusal, not one page");
+    assert!(
+        lines[1].contains("docker.io/someuser/tool:0"),
+        "oldest first"
+    );
+    let none = s
+        .get(&alice, "/console/orgs/corp/activity.csv?user=nobody")
+        .await;
+    assert_eq!(
+        none.body.trim_end(),
+        imagegate_server::audit::FIELDS.join(",")
+    );
+    let rita = s.sign_in("rita").await;
+    let other = s.get(&rita, "/console/orgs/corp/activity.csv").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_insights_page_draws_attempts_and_ranks_refusals_for_owners_only() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    s.identity
+        .store()
+        .append_audit(&[
+            // More than an hour apart: two hourly bars.
+            gateway_event(
+                now - 3 * 3_600_000,
+                "corp",
+                "alice",
+                "docker.io/someuser/custom-image:1",
+                "deny",
+            ),
+            gateway_event(
+                now - 5_400_000,
+                "corp",
+                "dave",
+                "docker.io/someuser/custom-image:2",
+                "deny",
+            ),
+            gateway_event(
+                now - 60_000,
+                "corp",
+                "olga",
+                "docker.io/library/nginx:1.27",
+                "allow",
+            ),
+        ])
+        .unwrap();
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/orgs/corp/insights?range=24h").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"role="img" aria-labelledby="chart-title chart-desc""#)
+    );
+    assert!(
+        page.body
+            .contains("3 attempts in the last 24h: 1 allowed, 2 refused")
+    );
+    assert_eq!(page.body.matches(r#"<rect class="r""#).count(), 2);
+    assert_eq!(page.body.matches(r#"<rect class="a""#).count(), 1);
+    assert!(
+        page.body
+            .contains("<td><code>docker.io/someuser/custom-image</code></td><td>2</td><td>2")
+    );
+    assert!(
+        page.body
+            .contains(r#"<strong aria-current="true">24h</strong>"#)
+    );
+    let nav = s.get(&olga, PAGE).await;
+    assert!(nav.body.contains(r#"href="/console/orgs/corp/insights""#));
+
+    let alice = s.sign_in("alice").await;
+    let refused = s.get(&alice, "/console/orgs/corp/insights").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("Only owners of corp see its insights.")
+    );
+    let nav = s.get(&alice, PAGE).await;
+    assert!(
+        !nav.body.contains("/insights"),
+        "members are not offered it"
+    );
+}
+
+#[tokio::test]
+async fn administrators_create_organisations_from_the_home_page() {
+    let s = setup();
+    let olga = s.sign_in("olga").await;
+    let home = s.get(&olga, "/console").await;
+    assert!(!home.body.contains("Create an organisation"));
+    let csrf = home.hidden("csrf");
+    let refused = s
+        .post(&olga, "/console/orgs", &format!("csrf={csrf}&name=newco"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    s.identity.store().set_administrator("olga", true).unwrap();
+    let home = s.get(&olga, "/console").await;
+    assert!(home.body.contains("Create an organisation"));
+    let made = s
+        .post(
+            &olga,
+            "/console/orgs",
+            &format!("csrf={csrf}&name=newco&namespaces=newco%2C+newco-labs"),
+        )
+        .await;
+    assert_eq!(
+        (made.status, made.location()),
+        (StatusCode::SEE_OTHER, "/console/orgs/newco/image-access")
+    );
+    assert_eq!(
+        s.identity.org("newco").unwrap().namespaces,
+        ["newco", "newco-labs"]
+    );
+    assert!(
+        s.identity
+            .memberships("olga")
+            .unwrap()
+            .contains(&("newco".to_owned(), Role::Owner))
+    );
+    let dup = s
+        .post(&olga, "/console/orgs", &format!("csrf={csrf}&name=newco"))
+        .await;
+    assert_eq!(dup.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(dup.body.contains("Organisation newco already exists."));
+    let bad = s
+        .post(
+            &olga,
+            "/console/orgs",
+            &format!("csrf={csrf}&name=Bad+Name"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("organisation name &quot;Bad Name&quot; must be"),
+        "{}",
+        bad.body
+    );
+    let forged = s
+        .post(&olga, "/console/orgs", "csrf=wrong&name=other")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+}

@@ -1,0 +1,483 @@
+//! The Activity page (the organisation's audit log: filters, paging, CSV
+//! export; every member) and the Insights page (attempts over time as a
+//! server-rendered SVG chart, the most refused images and people, refusals
+//! by category and registry; owners).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, PreEscaped, html};
+use serde::Deserialize;
+
+use super::pages::{layout, org_nav};
+use super::{Console, Refusal, role_in, signed_at};
+use crate::audit::{Filters, read, rfc3339};
+use crate::insights::{Insights, InsightsError, RANGES, insights};
+use crate::store::{AuditEvent, Role, now_ms};
+
+/// Events per page.
+pub const PAGE: usize = 50;
+/// The most events one CSV export carries (the newest).
+pub const EXPORT_MAX: usize = 100_000;
+
+/// The Activity page's filters, as the form sends them.
+#[derive(Deserialize, Default)]
+pub struct ActivityQuery {
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    door: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    image: String,
+    /// 0 is the newest page.
+    #[serde(default)]
+    page: usize,
+}
+
+impl ActivityQuery {
+    fn filters(&self) -> Filters<'_> {
+        Filters {
+            since: Some(&self.since),
+            until: Some(&self.until),
+            user: Some(&self.user),
+            door: Some(&self.door),
+            decision: Some(&self.decision),
+            image: Some(&self.image),
+        }
+    }
+
+    /// The filters as a query string, for paging and export links.
+    fn query(&self, page: Option<usize>) -> String {
+        let mut pairs: Vec<(&str, String)> = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("user", &self.user),
+            ("door", &self.door),
+            ("decision", &self.decision),
+            ("image", &self.image),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.clone()))
+        .collect();
+        if let Some(p) = page.filter(|p| *p > 0) {
+            pairs.push(("page", p.to_string()));
+        }
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
+}
+
+/// `/console/orgs/{org}/activity`.
+pub async fn activity_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(org): Path<String>,
+    query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    let who = signed_at(&console, &headers, &uri)?;
+    let role = role_in(&console, &who, &org)?;
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let (events, more, error) = match q.filters().compile(&org, now_ms()) {
+        Ok((mut filter, glob)) => {
+            filter.offset = Some(q.page.saturating_mul(PAGE));
+            filter.limit = Some(PAGE + 1);
+            let mut events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
+                .map_err(|e| Refusal::unavailable(&e))?;
+            // Oldest first from the store; the page shows the newest first.
+            let more = events.len() > PAGE;
+            if more {
+                events.remove(0);
+            }
+            events.reverse();
+            (events, more, None)
+        }
+        Err(e) => (Vec::new(), false, Some(e)),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let markup = activity(&ActivityView {
+        user: &who.user,
+        csrf: &who.csrf,
+        org: &org,
+        owner: role == Role::Owner,
+        q: &q,
+        events: &events,
+        more,
+        error: error.as_deref(),
+    });
+    Ok((status, markup).into_response())
+}
+
+/// `/console/orgs/{org}/activity.csv`: the filtered log, oldest first.
+pub async fn activity_csv(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(org): Path<String>,
+    query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    let who = signed_at(&console, &headers, &uri)?;
+    role_in(&console, &who, &org)?;
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let (mut filter, glob) = match q.filters().compile(&org, now_ms()) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response());
+        }
+    };
+    filter.limit = Some(EXPORT_MAX);
+    let events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let mut body = Vec::new();
+    crate::audit::write_csv(&events, &mut body).map_err(|e| Refusal::unavailable(&e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{org}-activity.csv\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+struct ActivityView<'a> {
+    user: &'a str,
+    csrf: &'a str,
+    org: &'a str,
+    owner: bool,
+    q: &'a ActivityQuery,
+    events: &'a [AuditEvent],
+    more: bool,
+    error: Option<&'a str>,
+}
+
+/// A link to ask for `image` in `org`.
+pub fn ask_link(org: &str, image: &str) -> String {
+    let q = serde_urlencoded::to_string([("image", image)]).unwrap_or_default();
+    format!("/console/orgs/{org}/access-requests/new?{q}")
+}
+
+fn select(id: &str, label: &str, current: &str, options: &[(&str, &str)]) -> Markup {
+    html! {
+        p.filter {
+            label for=(id) { (label) } br;
+            select id=(id) name=(id) {
+                @for (value, text) in options {
+                    option value=(value) selected[*value == current] { (text) }
+                }
+            }
+        }
+    }
+}
+
+fn text_filter(id: &str, label: &str, value: &str, hint: &str) -> Markup {
+    html! {
+        p.filter {
+            label for=(id) { (label) } br;
+            input type="text" id=(id) name=(id) value=(value) placeholder=(hint) size="16";
+        }
+    }
+}
+
+fn activity(v: &ActivityView<'_>) -> Markup {
+    let base = format!("/console/orgs/{}/activity", v.org);
+    let q = v.q;
+    layout(
+        "Activity",
+        Some((v.user, v.csrf)),
+        html! {
+            (org_nav(v.org, "activity", v.owner))
+            h1 { "Activity" }
+            p { "Every decision made under " (v.org) "'s policy: pulls through the gateway and Kubernetes admissions, newest first." }
+            form method="get" action=(base) aria-label="Filter the activity" {
+                div.filters {
+                    (text_filter("since", "Since", &q.since, "24h or 2026-11-01T00:00:00Z"))
+                    (text_filter("until", "Until", &q.until, "1h or RFC 3339"))
+                    (text_filter("user", "User", &q.user, "username"))
+                    (select("door", "Door", &q.door, &[("", "any"), ("gateway", "gateway"), ("admission", "admission"), ("imagepolicy", "imagepolicy")]))
+                    (select("decision", "Decision", &q.decision, &[("", "any"), ("allow", "allowed"), ("deny", "refused")]))
+                    (text_filter("image", "Image", &q.image, "docker.io/someuser/*"))
+                }
+                button type="submit" { "Filter" }
+                " "
+                a href={ (base) ".csv?" (q.query(None)) } download { "Export CSV" }
+            }
+            @if let Some(e) = v.error {
+                p.error role="alert" { "Filter not applied: " (e) }
+            }
+            @if v.events.is_empty() && v.error.is_none() {
+                p { "Nothing matches." }
+            } @else if !v.events.is_empty() {
+                table {
+                    caption.visually-hidden { "Decisions, newest first" }
+                    thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "User" } th scope="col" { "Door" } th scope="col" { "Image" } th scope="col" { "Decision" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for e in v.events {
+                            tr {
+                                td { time datetime=(rfc3339(e.time_ms)) { (rfc3339(e.time_ms).replace('T', " ").trim_end_matches('Z')) } }
+                                td { (e.user.as_deref().unwrap_or("—")) }
+                                td { (e.door) @if let Some(p) = &e.path { br; small { (p) } } }
+                                td { code { (e.image) } }
+                                td {
+                                    @if e.decision == "deny" { span.refused { "refused" } } @else { span.allowed { "allowed" } }
+                                }
+                                td {
+                                    (e.message) br; small { (e.reason) }
+                                    @if e.decision == "deny" && e.user.as_deref() == Some(v.user) {
+                                        br; a href=(ask_link(v.org, &e.image)) { "Ask for access" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            nav aria-label="Pages" {
+                @if q.page > 0 {
+                    a href={ (base) "?" (q.query(Some(q.page - 1))) } rel="prev" { "← Newer" } " "
+                }
+                @if v.more {
+                    a href={ (base) "?" (q.query(Some(q.page + 1))) } rel="next" { "Older →" }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct InsightsQuery {
+    range: Option<String>,
+}
+
+/// `/console/orgs/{org}/insights` (owners).
+pub async fn insights_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(org): Path<String>,
+    query: Result<Query<InsightsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    let who = signed_at(&console, &headers, &uri)?;
+    if role_in(&console, &who, &org)? != Role::Owner {
+        return Err(Refusal::Forbidden {
+            message: format!(
+                "Only owners of {org} see its insights. The Activity page shows every decision."
+            ),
+            who: who.header(),
+        });
+    }
+    let range = query
+        .ok()
+        .and_then(|Query(q)| q.range)
+        .unwrap_or_else(|| "7d".to_owned());
+    let found = match insights(console.identity.store().as_ref(), &org, &range) {
+        Ok(i) => i,
+        Err(InsightsError::Range(m)) => {
+            return Err(Refusal::Forbidden {
+                message: m,
+                who: who.header(),
+            });
+        }
+        Err(InsightsError::Store(e)) => return Err(Refusal::unavailable(&e)),
+    };
+    let open = console
+        .identity
+        .store()
+        .access_requests(&org, Some("open"), None, usize::MAX)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let markup = layout(
+        "Insights",
+        Some((&who.user, &who.csrf)),
+        insights_view(&org, &found, &open),
+    );
+    Ok(markup.into_response())
+}
+
+fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) -> Markup {
+    let total = i.allowed + i.refused;
+    let share = |n: u64| (n * 100 + total / 2).checked_div(total).unwrap_or(0);
+    html! {
+        (org_nav(org, "insights", true))
+        h1 { "Insights" }
+        p { "What members of " (org) " tried to pull, and what was refused: the numbers to review before changing image access, and to spot refusals that look like a real need." }
+        nav aria-label="Time range" {
+            "Last: "
+            @for (n, (name, ..)) in RANGES.iter().enumerate() {
+                @if n > 0 { " · " }
+                @if *name == i.range { strong aria-current="true" { (name) } }
+                @else { a href={ "?range=" (name) } { (name) } }
+            }
+        }
+        div.totals {
+            p { strong { (total) } br; "attempts" }
+            p { strong.allowed-text { (i.allowed) } br; "allowed" }
+            p { strong.refused-text { (i.refused) } br; "refused (" (share(i.refused)) "%)" }
+        }
+        (chart(i))
+        h2 { "Most refused images" }
+        @if i.top_refused_images.is_empty() {
+            p { "No refusals in this period." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Repository" } th scope="col" { "Refusals" } th scope="col" { "People" } th scope="col" { "Why" } th scope="col" { "Last" } th scope="col" { "Open requests" } } }
+                tbody {
+                    @for r in &i.top_refused_images {
+                        @let asked = open.iter().filter(|o| o.repository == r.repository).count();
+                        tr {
+                            td { code { (r.repository) } }
+                            td { (r.refusals) }
+                            td { (r.users) @if r.users > 1 { " " span.hint title="Several people met this refusal: it may be a real need." { "(several)" } } }
+                            td { (r.reason) }
+                            td { (r.last.replace('T', " ").trim_end_matches('Z')) }
+                            td {
+                                @if asked > 0 { a href={ "/console/orgs/" (org) "/access-requests" } { (asked) " open" } } @else { "—" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div.columns {
+            (counts("Refusals by person", "Person", &i.top_users))
+            (counts("Refusals by category", "Category", &i.by_category))
+            (counts("Refusals by registry", "Registry", &i.by_registry))
+        }
+    }
+}
+
+fn counts(title: &str, what: &str, rows: &[crate::insights::Count]) -> Markup {
+    html! {
+        section {
+            h2 { (title) }
+            @if rows.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th scope="col" { (what) } th scope="col" { "Refusals" } } }
+                    tbody { @for c in rows { tr { td { (c.name) } td { (c.refusals) } } } }
+                }
+            }
+        }
+    }
+}
+
+/// Allowed and refused attempts per bucket as stacked bars, drawn on the
+/// server: an SVG with a title and a description for screen readers, and
+/// the same numbers in a table under it.
+fn chart(i: &Insights) -> Markup {
+    const W: f64 = 720.0;
+    const H: f64 = 220.0;
+    const LEFT: f64 = 44.0;
+    const BOTTOM: f64 = 24.0;
+    let n = i.series.len().max(1);
+    let top = i
+        .series
+        .iter()
+        .map(|p| p.allowed + p.refused)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    // A round top for the axis: 1, 2 or 5 times a power of ten.
+    let mut scale = 1u64;
+    while scale < top {
+        scale = match scale.to_string().as_bytes()[0] {
+            b'1' => scale * 2,
+            b'2' => scale / 2 * 5,
+            _ => scale * 2,
+        };
+    }
+    let plot_w = W - LEFT - 8.0;
+    let plot_h = H - BOTTOM - 8.0;
+    let slot = plot_w / n as f64;
+    let bar = (slot * 0.8).max(1.0);
+    let y = |v: u64| 8.0 + plot_h - plot_h * (v as f64) / (scale as f64);
+    let label = |s: &str| s.get(5..16).unwrap_or(s).replace('T', " ");
+    let desc = format!(
+        "{} attempts in the last {}: {} allowed, {} refused; the busiest {} had {}.",
+        i.allowed + i.refused,
+        i.range,
+        i.allowed,
+        i.refused,
+        if i.bucket_seconds >= 86_400 {
+            "day"
+        } else {
+            "period"
+        },
+        top
+    );
+    let mut bars = String::new();
+    for (k, p) in i.series.iter().enumerate() {
+        let x = LEFT + slot * k as f64 + (slot - bar) / 2.0;
+        let ya = y(p.allowed);
+        let yr = y(p.allowed + p.refused);
+        if p.allowed > 0 {
+            bars.push_str(&format!(
+                r#"<rect class="a" x="{x:.1}" y="{ya:.1}" width="{bar:.1}" height="{:.1}"><title>{}: {} allowed</title></rect>"#,
+                y(0) - ya,
+                label(&p.start),
+                p.allowed
+            ));
+        }
+        if p.refused > 0 {
+            bars.push_str(&format!(
+                r#"<rect class="r" x="{x:.1}" y="{yr:.1}" width="{bar:.1}" height="{:.1}"><title>{}: {} refused</title></rect>"#,
+                ya - yr,
+                label(&p.start),
+                p.refused
+            ));
+        }
+    }
+    let first = i
+        .series
+        .first()
+        .map(|p| label(&p.start))
+        .unwrap_or_default();
+    let last = i.series.last().map(|p| label(&p.start)).unwrap_or_default();
+    html! {
+        figure.chart {
+            svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (H) } width="100%" role="img" aria-labelledby="chart-title chart-desc" {
+                title id="chart-title" { "Pull attempts over time, allowed and refused" }
+                desc id="chart-desc" { (desc) }
+                line x1=(LEFT) y1=(y(0)) x2=(W - 8.0) y2=(y(0)) class="axis" {}
+                line x1=(LEFT) y1="8" x2=(LEFT) y2=(y(0)) class="axis" {}
+                text x=(LEFT - 6.0) y=(y(scale) + 4.0) text-anchor="end" { (scale) }
+                text x=(LEFT - 6.0) y=(y(scale / 2) + 4.0) text-anchor="end" { (scale / 2) }
+                text x=(LEFT - 6.0) y=(y(0) + 4.0) text-anchor="end" { "0" }
+                line x1=(LEFT) y1=(y(scale / 2)) x2=(W - 8.0) y2=(y(scale / 2)) class="grid" {}
+                (PreEscaped(bars))
+                text x=(LEFT) y=(H - 6.0) { (first) }
+                text x=(W - 8.0) y=(H - 6.0) text-anchor="end" { (last) }
+            }
+            figcaption {
+                span.key.a {} " allowed  " span.key.r {} " refused · one bar per "
+                (match i.bucket_seconds { 3600 => "hour".to_owned(), 86_400 => "day".to_owned(), s if s % 86_400 == 0 => format!("{} days", s / 86_400), s => format!("{} hours", s / 3600) })
+                " (UTC)"
+            }
+            details {
+                summary { "The numbers" }
+                table {
+                    thead { tr { th scope="col" { "From (UTC)" } th scope="col" { "Allowed" } th scope="col" { "Refused" } } }
+                    tbody {
+                        @for p in i.series.iter().filter(|p| p.allowed + p.refused > 0) {
+                            tr { td { (label(&p.start)) } td { (p.allowed) } td { (p.refused) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
