@@ -316,6 +316,16 @@ fn podman_pulls_allowed_images_at_their_upstream_digest_and_is_refused_the_other
         shown.push((format!("podman pull {img:?}"), assert_denied(pull, message)));
         c.podman(&["image", "exists", &w.reference(img)]).failure();
     }
+    // The refusal also says where to ask for the image, on a line of its own.
+    let community = &shown[0].1;
+    let ask = format!(
+        "denied: ask for access: https://{}/console/orgs/corp/access-requests/new?image=docker.io/someuser/custom-image:1",
+        w.gateway.host_port()
+    );
+    assert!(
+        community.stderr.contains(&ask),
+        "expected `{ask}`: {community}"
+    );
     // By digest, as a pinned FROM or a Kubernetes manifest asks.
     let pinned = c.podman(&["pull", "--quiet", &w.pinned(Img::Community)]);
     assert_denied(pinned, COMMUNITY_DENIED);

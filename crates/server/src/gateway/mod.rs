@@ -76,7 +76,12 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
 
 /// A registry error response.
 pub fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
-    let mut response = (status, axum::Json(ErrorBody::one(code, message))).into_response();
+    errors(status, ErrorBody::one(code, message))
+}
+
+/// A registry error body with the API version header.
+fn errors(status: StatusCode, body: ErrorBody) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -293,7 +298,14 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
         &decision,
     );
     if !decision.is_allowed() {
-        return refusal(gw, &asked, &pull, &decision);
+        return refusal(
+            gw,
+            &asked,
+            &pull,
+            &decision,
+            org.as_deref(),
+            caller.user.is_some(),
+        );
     }
     let warning = decision
         .is_would_be_denial()
@@ -356,16 +368,60 @@ fn record(
 }
 
 /// The answer to a refused pull: 401 for a caller who must sign in, 403
-/// `DENIED` with the decision's message otherwise.
-fn refusal(gw: &Gateway, asked: &Asked, pull: &Pull, d: &Decision) -> Response {
-    if d.reason == imagegate_core::Reason::SignInRequired {
+/// `DENIED` with the decision's message otherwise. A signed-in member's
+/// refusal that an exception can lift (image access, registry access) also
+/// says where to ask for one, as a second error after the decision's own:
+/// the console's access request form for the organisation whose policy
+/// refused, prefilled with the image. Clients print each error on a line of
+/// its own; the first stays the decision's message, word for word.
+fn refusal(
+    gw: &Gateway,
+    asked: &Asked,
+    pull: &Pull,
+    d: &Decision,
+    org: Option<&str>,
+    signed_in: bool,
+) -> Response {
+    use imagegate_core::Reason;
+    if d.reason == Reason::SignInRequired {
         return challenge(gw, asked, Some(&pull.name), &d.message);
     }
-    error(
-        StatusCode::FORBIDDEN,
-        ErrorCode::Denied,
-        d.message.to_string(),
-    )
+    let mut body = ErrorBody::one(ErrorCode::Denied, d.message.to_string());
+    if let (true, Some(org), Some(r), Reason::CategoryNotAllowed | Reason::RegistryNotAllowed) =
+        (signed_in, org, &d.reference, d.reason)
+    {
+        let ask = format!(
+            "{}/console/orgs/{org}/access-requests/new?image={}",
+            base_url(gw, asked),
+            r.as_str()
+        );
+        body.errors.push(wire::RegistryError {
+            code: ErrorCode::Denied,
+            message: format!("ask for access: {ask}"),
+            detail: Some(serde_json::json!({ "request_access": ask })),
+        });
+    }
+    errors(StatusCode::FORBIDDEN, body)
+}
+
+/// `https://HOST` for links back to this server: `--public-url`, or the
+/// scheme and the host the client asked for (checked to be a host).
+fn base_url(gw: &Gateway, asked: &Asked) -> String {
+    if let Some(url) = &gw.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in Host.
+    let host = asked
+        .authority
+        .as_deref()
+        .or(asked.host.as_deref())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = if gw.tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// `Warning: 299 - "<message>"`, the message as a quoted string of visible ASCII.
@@ -383,23 +439,7 @@ fn warning_header(message: &str) -> Option<HeaderValue> {
 
 /// 401 `UNAUTHORIZED` with the Bearer challenge pointing at the token realm.
 fn challenge(gw: &Gateway, asked: &Asked, name: Option<&str>, message: &str) -> Response {
-    let realm = match &gw.public_url {
-        Some(url) => format!("{}/token", url.trim_end_matches('/')),
-        None => {
-            // HTTP/2 carries the host in the URI's authority, HTTP/1.1 in Host.
-            let host = asked
-                .authority
-                .as_deref()
-                .or(asked.host.as_deref())
-                .filter(|h| {
-                    h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-                })
-                .unwrap_or("localhost");
-            let scheme = if gw.tls { "https" } else { "http" };
-            format!("{scheme}://{host}/token")
-        }
-    };
+    let realm = format!("{}/token", base_url(gw, asked));
     let mut value = format!(
         "Bearer realm=\"{realm}\",service=\"{}\"",
         gw.callers.token_service().service()

@@ -39,6 +39,9 @@ pub struct RegistryError {
     pub code: ErrorCode,
     /// What the client shows.
     pub message: String,
+    /// Machine-readable detail, when there is some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// The body: a list of errors.
@@ -55,6 +58,7 @@ impl ErrorBody {
             errors: vec![RegistryError {
                 code,
                 message: message.into(),
+                detail: None,
             }],
         }
     }

@@ -251,6 +251,40 @@ async fn refused_pulls_say_why_and_never_reach_the_upstream() {
         let (status, headers, body) = s.send(Method::GET, &path, Some(&token)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
         assert_eq!(error_of(&body), ("DENIED", message), "{path}");
+        // A member is told where to ask for it, in a second error.
+        let image = if repo.starts_with("ghcr.io") {
+            "ghcr.io/corp/app:1".to_owned()
+        } else if let Some(digest) = rest
+            .strip_prefix("blobs/")
+            .or(rest.strip_prefix("manifests/sha256"))
+        {
+            let digest = if digest.starts_with("sha256") {
+                digest.to_owned()
+            } else {
+                format!("sha256{digest}")
+            };
+            format!("docker.io/{repo}@{digest}")
+        } else if rest == "tags/list" {
+            String::new()
+        } else {
+            format!("docker.io/{repo}:{}", rest.rsplit('/').next().unwrap())
+        };
+        if !image.is_empty() {
+            let ask = format!(
+                "https://gateway.corp.example/console/orgs/corp/access-requests/new?image={image}"
+            );
+            assert_eq!(body["errors"][1]["code"], "DENIED", "{path}: {body}");
+            assert_eq!(
+                body["errors"][1]["message"],
+                format!("ask for access: {ask}"),
+                "{path}"
+            );
+            assert_eq!(
+                body["errors"][1]["detail"]["request_access"],
+                ask.as_str(),
+                "{path}"
+            );
+        }
         assert_eq!(headers["docker-distribution-api-version"], "registry/2.0");
         let (head, _, _) = s.send(Method::HEAD, &path, Some(&token)).await;
         assert_eq!(
@@ -399,6 +433,11 @@ async fn anonymous_pulls_when_allowed_get_the_default_organisations_policy() {
     assert_eq!(
         error_of(&body).1,
         "image access denied: community images not allowed"
+    );
+    assert_eq!(
+        body["errors"].as_array().unwrap().len(),
+        1,
+        "nobody to file an access request as: no link"
     );
     let anonymous = s.token(None, "library/nginx");
     let (status, _, _) = s
