@@ -27,6 +27,11 @@ pub struct Args {
     /// User name, for exemptions.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// The access request form of your organisation's console
+    /// (https://HOST/console/orgs/ORG/access-requests/new): a refusal an
+    /// exception can lift then says where to ask for the image (text output).
+    #[arg(long, value_name = "URL", env = "IMAGEGATE_REQUEST_ACCESS")]
+    request_access: Option<String>,
     /// Image references; `-` reads more, one per line, from standard input.
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<String>,
@@ -135,7 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 serde_json::to_writer(&mut *out, &CheckRecord::new(&image, &decision))?;
                 writeln!(out)?;
             }
-            Output::Text => write_text(out, &image, &decision, &steps)?,
+            Output::Text => {
+                write_text(out, &image, &decision, &steps)?;
+                if let Some(link) = ask_link(args.request_access.as_deref(), &decision) {
+                    writeln!(out, "      ask for access: {link}")?;
+                }
+            }
         }
         Ok(())
     };
@@ -221,6 +231,19 @@ pub(crate) fn with_rego(
 #[cfg(not(feature = "rego"))]
 pub(crate) fn with_rego(_: &Policy, _: &Input<'_>, decision: Decision, _: &str) -> Decision {
     decision
+}
+
+/// Where to ask for a refused image an exception can lift (image access,
+/// registry access), given the console's access request form.
+fn ask_link(form: Option<&str>, d: &Decision) -> Option<String> {
+    use imagegate_core::Reason;
+    let form = form?.trim_end_matches(['?', '/']);
+    let reference = d.reference.as_ref()?;
+    matches!(
+        d.reason,
+        Reason::CategoryNotAllowed | Reason::RegistryNotAllowed
+    )
+    .then(|| format!("{form}?image={}", reference.as_str()))
 }
 
 fn write_text(

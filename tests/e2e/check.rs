@@ -454,3 +454,39 @@ fn a_rego_syntax_error_names_the_rego_file_and_line() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_refusal_an_exception_can_lift_says_where_to_ask_when_the_form_is_known() {
+    let form = "https://gateway.corp.example/console/orgs/corp/access-requests/new";
+    let o = imagegate(
+        &[
+            "check",
+            "--policy",
+            POLICY,
+            "--request-access",
+            form,
+            "someuser/custom-image:1",
+            "nginx:1.25",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "\n      ask for access: {form}?image=docker.io/someuser/custom-image:1\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("ask for access").count(),
+        1,
+        "only for the refusal: {out}"
+    );
+    // Without the form, no link (and JSON never carries one).
+    let o = imagegate(
+        &["check", "--policy", POLICY, "someuser/custom-image:1"],
+        b"",
+    );
+    assert!(!stdout(&o).contains("ask for access"));
+}
