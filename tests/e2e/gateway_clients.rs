@@ -692,7 +692,21 @@ fn a_denied_images_blob_is_refused_by_digest_and_never_fetched_upstream() {
         &bearer,
         &format!("/v2/{name}/manifests/{}", image.digest),
     ]);
-    assert_eq!((status, String::from_utf8(body).unwrap()), (403, refusal));
+    // The manifest refusal, which clients print, adds where to ask.
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["errors"][0],
+        serde_json::json!({"code": "DENIED", "message": COMMUNITY_DENIED})
+    );
+    assert_eq!(
+        body["errors"][1]["detail"]["request_access"],
+        format!(
+            "https://{}/console/orgs/corp/access-requests/new?image=docker.io/someuser/custom-image@{}",
+            w.gateway.host_port(),
+            image.digest
+        )
+    );
     let (status, _) = w.gateway.curl(&[
         "--head",
         "-H",

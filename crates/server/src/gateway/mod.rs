@@ -387,8 +387,15 @@ fn refusal(
         return challenge(gw, asked, Some(&pull.name), &d.message);
     }
     let mut body = ErrorBody::one(ErrorCode::Denied, d.message.to_string());
-    if let (true, Some(org), Some(r), Reason::CategoryNotAllowed | Reason::RegistryNotAllowed) =
-        (signed_in, org, &d.reference, d.reason)
+    // Manifests only: that is the refusal a client prints; a blob or tag
+    // list refusal keeps the one error.
+    if let (
+        true,
+        "manifest",
+        Some(org),
+        Some(r),
+        Reason::CategoryNotAllowed | Reason::RegistryNotAllowed,
+    ) = (signed_in, pull.kind, org, &d.reference, d.reason)
     {
         let ask = format!(
             "{}/console/orgs/{org}/access-requests/new?image={}",
