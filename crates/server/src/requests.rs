@@ -14,7 +14,7 @@ use imagegate_core::{Decision, Policy, Reference};
 
 use crate::identity::Identity;
 use crate::settings::{self, SettingsError};
-use crate::store::{AccessRequest, Role, Settlement, now_ms};
+use crate::store::{AccessRequest, PolicyChange, Role, Settlement, now_ms};
 
 /// The longest reason or note kept, in characters.
 pub const MAX_TEXT: usize = 2000;
@@ -197,13 +197,25 @@ fn still_open(r: &AccessRequest) -> Result<(), RequestError> {
     )))
 }
 
-/// Settles `r` as `s`; a request settled meanwhile is a conflict.
+/// Settles open request `r` as `state` by `by`, with a note and, for an
+/// approval, the policy change; a request settled meanwhile is a conflict.
 fn settle(
     identity: &Identity,
     r: &AccessRequest,
-    s: Settlement,
+    state: &str,
+    by: &str,
+    note: Option<String>,
+    change: Option<PolicyChange>,
 ) -> Result<AccessRequest, RequestError> {
-    let ids = identity.store().settle_access_request(&s)?;
+    let ids = identity.store().settle_access_request(&Settlement {
+        org: r.org.clone(),
+        id: r.id,
+        state: state.to_owned(),
+        by: by.to_owned(),
+        at_ms: change.as_ref().map_or_else(now_ms, |c| c.time_ms),
+        note: note.filter(|n| !n.is_empty()),
+        change,
+    })?;
     if ids.is_empty() {
         let now = get(identity, &r.org, &r.user, Role::Owner, r.id)?;
         still_open(&now)?;
@@ -243,28 +255,16 @@ pub fn approve(
             r.user, r.image, then.message, then.reason
         )));
     }
-    let at_ms = now_ms();
-    let change = (before != after).then(|| crate::store::PolicyChange {
-        time_ms: at_ms,
+    let change = PolicyChange {
+        time_ms: now_ms(),
         org: org.to_owned(),
         user: by.to_owned(),
         what: format!("access_request {id}"),
         before,
         after,
-    });
-    settle(
-        identity,
-        &r,
-        Settlement {
-            org: org.to_owned(),
-            id,
-            state: "approved".to_owned(),
-            by: by.to_owned(),
-            at_ms,
-            note: (!note.is_empty()).then_some(note),
-            change,
-        },
-    )
+    };
+    let change = (change.before != change.after).then_some(change);
+    settle(identity, &r, "approved", by, Some(note), change)
 }
 
 /// Owner `by` declines request `id`, with a note to the requester.
@@ -278,19 +278,7 @@ pub fn decline(
     let r = get(identity, org, by, Role::Owner, id)?;
     still_open(&r)?;
     let note = text("the note", note)?;
-    settle(
-        identity,
-        &r,
-        Settlement {
-            org: org.to_owned(),
-            id,
-            state: "declined".to_owned(),
-            by: by.to_owned(),
-            at_ms: now_ms(),
-            note: (!note.is_empty()).then_some(note),
-            change: None,
-        },
-    )
+    settle(identity, &r, "declined", by, Some(note), None)
 }
 
 /// The requester withdraws their open request `id`.
@@ -302,17 +290,5 @@ pub fn withdraw(
 ) -> Result<AccessRequest, RequestError> {
     let r = get(identity, org, user, Role::Member, id)?;
     still_open(&r)?;
-    settle(
-        identity,
-        &r,
-        Settlement {
-            org: org.to_owned(),
-            id,
-            state: "withdrawn".to_owned(),
-            by: user.to_owned(),
-            at_ms: now_ms(),
-            note: None,
-            change: None,
-        },
-    )
+    settle(identity, &r, "withdrawn", user, None, None)
 }
