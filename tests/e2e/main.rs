@@ -2,8 +2,10 @@
 //! One test binary for the whole suite (linking is the cost on two cores).
 
 mod admin;
+mod browser;
 mod check;
 mod clients;
+mod console_browser;
 mod gateway_clients;
 mod policy;
 mod scan;

@@ -1,0 +1,318 @@
+//! The console in headless Chromium against a real gateway: corp's owner
+//! signs in and switches image access on with the form, a member's skopeo
+//! pull through the gateway follows what was saved, and the member sees the
+//! same page read-only. Screenshots of every page are kept as artefacts
+//! (`target/e2e-artifacts/screenshots/`).
+//!
+//! The flow is one test, step by step, so that a later step (an access
+//! request, say) is appended where it happens; [`World`] holds the
+//! gateway and the member's client machine, [`Browser`] one person's browser.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+
+use crate::browser::{Browser, Chromedriver};
+use crate::clients::{Client, Clients, DataDir, Gateway, Layer, Registry, Run, TestCa, push_image};
+
+const OWNER: &str = "boss";
+const OWNER_PASSWORD: &str = "boss console password";
+const MEMBER: &str = "dev";
+const MEMBER_PASSWORD: &str = "dev console password";
+
+/// A community image on the docker.io upstream: Docker Hub's `someuser`.
+const COMMUNITY_REPOSITORY: &str = "someuser/custom-image";
+const COMMUNITY_DENIED: &str = "image access denied: community images not allowed";
+
+/// The Image access page's controls, by their labels.
+const RESTRICT: &str = "Restrict the Docker Hub images members may pull";
+const OFFICIAL: &str = "Docker Official Images";
+const COMMUNITY: &str = "Community images";
+
+/// How long a saved setting may take to reach the member's pull. The
+/// gateway re-reads policies every second (`--reload-interval-seconds 1`),
+/// so it takes about a second; the rest is room for a loaded machine.
+const RELOAD_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The docker.io upstream with the community image, a gateway in front with
+/// organisation corp (as `imagegate admin org create` makes it: image access
+/// off, namespace corp), its owner and member, and the member's client
+/// machine signed in to the gateway with their personal access token.
+struct World {
+    clients: Clients,
+    gateway: Gateway,
+    _hub: Registry,
+    ca: TestCa,
+    driver: Chromedriver,
+    started: Instant,
+}
+
+impl World {
+    fn new() -> World {
+        let started = Instant::now();
+        let driver = Chromedriver::start();
+        let ca = TestCa::new();
+        let hub = Registry::start(None);
+        push_image(
+            &hub,
+            COMMUNITY_REPOSITORY,
+            "1",
+            &[Layer::file("etc/image", "someuser's image\n")],
+        );
+        let data = DataDir::new();
+        data.admin(&["org", "create", "corp", "--namespace", "corp"], b"")
+            .success();
+        let member_pat = data.user_with_token(MEMBER, MEMBER_PASSWORD);
+        data.user_with_token(OWNER, OWNER_PASSWORD);
+        data.admin(&["member", "add", "corp", OWNER, "--role", "owner"], b"")
+            .success();
+        data.admin(&["member", "add", "corp", MEMBER, "--role", "member"], b"")
+            .success();
+        let gateway = Gateway::start(data, &ca, &[("docker.io", &hub)], false);
+        let clients = Clients::new();
+        clients.trust(&gateway.host_port(), &ca.ca());
+        clients
+            .login("skopeo", &gateway.host_port(), MEMBER, &member_pat)
+            .success();
+        World {
+            clients,
+            gateway,
+            _hub: hub,
+            ca,
+            driver,
+            started,
+        }
+    }
+
+    /// A new browser, signed in to the console as `user`.
+    async fn browser(&self, user: &str, password: &str) -> Browser {
+        let browser = Browser::start(&self.driver, &self.gateway, &self.ca).await;
+        browser.sign_in(user, password).await;
+        browser
+    }
+
+    /// The community image through the gateway.
+    fn community_image(&self) -> String {
+        format!("{}/{COMMUNITY_REPOSITORY}:1", self.gateway.host_port())
+    }
+
+    /// The member pulls `reference` with skopeo until the pull is `allowed`
+    /// (or refused), as the saved setting reaches the gateway; the last run.
+    fn member_pull_until(&self, reference: &str, allowed: bool) -> Run {
+        tokio::task::block_in_place(|| {
+            let started = Instant::now();
+            loop {
+                let run = self.clients.pull(Client::Skopeo, reference);
+                if run.status.success() == allowed {
+                    eprintln!(
+                        "the member's pull is {} after {:.1}s",
+                        if allowed { "allowed" } else { "refused" },
+                        started.elapsed().as_secs_f64()
+                    );
+                    return run;
+                }
+                assert!(
+                    started.elapsed() < RELOAD_PATIENCE,
+                    "the member's pull is still {} {RELOAD_PATIENCE:?} after the owner saved: {run}",
+                    if allowed { "refused" } else { "allowed" }
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+}
+
+/// Whether the checkbox labelled `label` is ticked.
+async fn ticked(browser: &Browser, label: &str) -> bool {
+    browser.field(label).await.is_selected().await.unwrap()
+}
+
+/// Ticks (or unticks) the checkbox labelled `label` by clicking its label,
+/// as a person does, unless it already is.
+async fn tick(browser: &Browser, label: &str, on: bool) {
+    let checkbox = browser.field(label).await;
+    if checkbox.is_selected().await.unwrap() != on {
+        browser.label(label).await.click().await.unwrap();
+    }
+    assert_eq!(
+        checkbox.is_selected().await.unwrap(),
+        on,
+        "{label:?} after clicking its label"
+    );
+}
+
+/// Saves the Image access form and checks what the owner is told.
+async fn save_image_access(owner: &Browser) {
+    owner
+        .click_to_load(&owner.button("Save changes").await)
+        .await;
+    assert_eq!(
+        owner.path().await,
+        "/console/orgs/corp/image-access?saved=1"
+    );
+    assert_eq!(
+        owner.text("[role=status]").await,
+        "Saved. The gateway and the admission doors apply it within a second."
+    );
+}
+
+/// The Image access page's boxes as the person sees them: (restrict,
+/// official, community).
+async fn image_access_boxes(browser: &Browser) -> (bool, bool, bool) {
+    (
+        ticked(browser, RESTRICT).await,
+        ticked(browser, OFFICIAL).await,
+        ticked(browser, COMMUNITY).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows() {
+    let w = tokio::task::block_in_place(World::new);
+    let community = w.community_image();
+    // Before anyone changes anything, image access is off: everything goes.
+    w.member_pull_until(&community, true);
+
+    // 1. The owner signs in, finds corp's Image access page and switches it
+    //    on with official images and without community ones.
+    let owner = w.browser(OWNER, OWNER_PASSWORD).await;
+    assert!(
+        owner.text("main").await.contains("corp (owner)"),
+        "the owner's organisations: {}",
+        owner.text("main").await
+    );
+    owner.screenshot("organisations").await;
+    owner.click_to_load(&owner.link("corp").await).await;
+    assert_eq!(owner.path().await, "/console/orgs/corp/image-access");
+    assert_eq!(owner.text("h1").await, "Image access");
+    assert_eq!(
+        image_access_boxes(&owner).await,
+        (false, true, false),
+        "a new organisation: image access off, and community images off once it is on"
+    );
+    tick(&owner, RESTRICT, true).await;
+    tick(&owner, OFFICIAL, true).await;
+    tick(&owner, COMMUNITY, false).await;
+    save_image_access(&owner).await;
+    assert_eq!(image_access_boxes(&owner).await, (true, true, false));
+    owner.refresh().await.unwrap();
+    assert_eq!(
+        image_access_boxes(&owner).await,
+        (true, true, false),
+        "after a reload"
+    );
+    owner.screenshot("image-access").await;
+
+    // 2. The member's pull of a community image is now refused, in words.
+    let refused = w.member_pull_until(&community, false);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("denied: {COMMUNITY_DENIED}")),
+        "expected `denied: {COMMUNITY_DENIED}`: {refused}"
+    );
+
+    // 3. The owner allows community images; the member's pull goes through.
+    tick(&owner, COMMUNITY, true).await;
+    save_image_access(&owner).await;
+    owner.refresh().await.unwrap();
+    assert_eq!(
+        image_access_boxes(&owner).await,
+        (true, true, true),
+        "after a reload"
+    );
+    w.member_pull_until(&community, true);
+
+    // 4. The member, in a browser of their own, sees the page read-only.
+    let member = w.browser(MEMBER, MEMBER_PASSWORD).await;
+    assert!(
+        member.text("main").await.contains("corp (member)"),
+        "the member's organisations: {}",
+        member.text("main").await
+    );
+    member.click_to_load(&member.link("corp").await).await;
+    assert_eq!(member.path().await, "/console/orgs/corp/image-access");
+    assert_eq!(
+        member.text(".note").await,
+        "Only owners of corp manage image access. You can see the settings; you cannot change them."
+    );
+    assert_eq!(image_access_boxes(&member).await, (true, true, true));
+    let form = member
+        .find(Locator::Css(
+            "form[action='/console/orgs/corp/image-access']",
+        ))
+        .await
+        .unwrap();
+    let controls = form
+        .find_all(Locator::Css(
+            "input:not([type=hidden]), button, select, textarea",
+        ))
+        .await
+        .unwrap();
+    assert!(controls.len() >= 5, "the switch and four category boxes");
+    for control in &controls {
+        assert!(
+            !control.is_enabled().await.unwrap(),
+            "a member can use {}",
+            control.html(false).await.unwrap()
+        );
+    }
+    let submits = form
+        .find_all(Locator::Css("button, input[type=submit]"))
+        .await
+        .unwrap();
+    assert!(
+        submits.is_empty(),
+        "a member's Image access form has no button"
+    );
+    // Clicking a label changes nothing.
+    member.label(COMMUNITY).await.click().await.unwrap();
+    assert!(ticked(&member, COMMUNITY).await, "a member unticked a box");
+    member.screenshot("image-access-member").await;
+
+    // 5. The owner's other pages, as artefacts.
+    owner
+        .click_to_load(&owner.link("Registry access").await)
+        .await;
+    assert_eq!(owner.text("h1").await, "Registry access");
+    owner.screenshot("registry-access").await;
+
+    owner.click_to_load(&owner.link("Members").await).await;
+    assert_eq!(owner.text("h1").await, "Members");
+    let members = owner.text("table").await;
+    assert!(
+        members.contains(OWNER) && members.contains(MEMBER),
+        "corp's members: {members}"
+    );
+    owner.screenshot("members").await;
+
+    owner
+        .click_to_load(&owner.link("Rules and policy").await)
+        .await;
+    assert_eq!(owner.text("h1").await, "Rules and policy");
+    let policy = owner
+        .field("Policy (YAML)")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        policy.contains("community"),
+        "the policy shows what the owner saved:\n{policy}"
+    );
+    owner.screenshot("policy").await;
+
+    owner
+        .click_to_load(&owner.link("Access tokens").await)
+        .await;
+    assert_eq!(owner.text("h1").await, "Access tokens");
+    owner.screenshot("tokens").await;
+
+    member.close().await;
+    owner.close().await;
+    eprintln!(
+        "console in the browser: {:.1}s in all",
+        w.started.elapsed().as_secs_f64()
+    );
+}
