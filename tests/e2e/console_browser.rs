@@ -1,7 +1,9 @@
 //! The console in headless Chromium against a real gateway: corp's owner
 //! signs in and switches image access on with the form, a member's skopeo
 //! pull through the gateway follows what was saved, and the member sees the
-//! same page read-only. Screenshots of every page are kept as artefacts
+//! same page read-only; then the member asks for the refused image from the
+//! link the refusal printed, the owner approves it, the pull goes through,
+//! and the owner reviews Activity and Insights. Screenshots of every page are kept as artefacts
 //! (`target/e2e-artifacts/screenshots/`).
 //!
 //! The flow is one test, step by step, so that a later step (an access
@@ -120,6 +122,17 @@ impl World {
             }
         })
     }
+}
+
+/// The link a refused pull prints after `ask for access: `.
+fn ask_link(stderr: &str) -> Option<String> {
+    let at = stderr.find("ask for access: ")? + "ask for access: ".len();
+    Some(
+        stderr[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '\\' && *c != '"')
+            .collect(),
+    )
 }
 
 /// Whether the checkbox labelled `label` is ticked.
@@ -308,6 +321,108 @@ async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows(
         .await;
     assert_eq!(owner.text("h1").await, "Access tokens");
     owner.screenshot("tokens").await;
+
+    // 6. Community images off again: the member's refusal says where to
+    //    ask, the member asks from that link, the owner approves, and the
+    //    pull goes through, for exactly that repository.
+    owner.open("/console/orgs/corp/image-access").await;
+    tick(&owner, COMMUNITY, false).await;
+    save_image_access(&owner).await;
+    let refused = w.member_pull_until(&community, false);
+    let link = ask_link(&refused.stderr).unwrap_or_else(|| panic!("no ask link: {refused}"));
+    let base = format!("https://{}", w.gateway.host_port());
+    let path = link
+        .strip_prefix(&base)
+        .unwrap_or_else(|| panic!("{link} is not on {base}"));
+    assert_eq!(
+        path,
+        "/console/orgs/corp/access-requests/new?image=docker.io/someuser/custom-image:1"
+    );
+    member.open(path).await;
+    assert_eq!(member.text("h1").await, "Access requests");
+    assert_eq!(
+        member.text(".note").await,
+        format!("Today docker.io/someuser/custom-image:1 is refused: {COMMUNITY_DENIED}")
+    );
+    assert_eq!(
+        member
+            .field("Image")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("docker.io/someuser/custom-image:1"),
+        "the form is prefilled from the link"
+    );
+    member
+        .field("Why you need it")
+        .await
+        .send_keys("the release pipeline's lint step runs it")
+        .await
+        .unwrap();
+    member
+        .click_to_load(&member.button("Send request").await)
+        .await;
+    let sent = member.text("[role=status]").await;
+    assert!(
+        sent.starts_with("Request ") && sent.contains(" sent."),
+        "{sent}"
+    );
+    member.screenshot("access-request-member").await;
+
+    owner
+        .click_to_load(&owner.link("Access requests").await)
+        .await;
+    assert_eq!(owner.text("#open").await, "Open requests (1)");
+    let request = owner.text("article.request").await;
+    assert!(
+        request.contains("the release pipeline's lint step runs it")
+            && request.contains("allow: docker.io/someuser/custom-image"),
+        "the owner sees the reason and the rule: {request}"
+    );
+    owner
+        .field(&format!("Note to {MEMBER} (optional)"))
+        .await
+        .send_keys("approved for the pipeline; pin a digest")
+        .await
+        .unwrap();
+    owner.screenshot("access-requests").await;
+    owner.click_to_load(&owner.button("Approve").await).await;
+    assert!(
+        owner.text("[role=status]").await.ends_with(" approved."),
+        "{}",
+        owner.text("main").await
+    );
+    assert_eq!(owner.text("#open").await, "Open requests (0)");
+    w.member_pull_until(&community, true);
+    member.refresh().await.unwrap();
+    let outcome = member.text("table").await;
+    assert!(
+        outcome.contains("approved") && outcome.contains("approved for the pipeline; pin a digest"),
+        "the member sees the outcome and the note: {outcome}"
+    );
+
+    // 7. What the owner reviews: the activity log and the insights.
+    owner.click_to_load(&owner.link("Activity").await).await;
+    assert_eq!(owner.text("h1").await, "Activity");
+    let activity = owner.text("table").await;
+    assert!(
+        activity.contains("docker.io/someuser/custom-image:1")
+            && activity.contains(COMMUNITY_DENIED),
+        "the refusals are in the log: {activity}"
+    );
+    owner.screenshot("activity").await;
+    owner.click_to_load(&owner.link("Insights").await).await;
+    assert_eq!(owner.text("h1").await, "Insights");
+    let top = owner.text("h2 + table").await;
+    assert!(
+        top.contains("docker.io/someuser/custom-image"),
+        "the most refused image: {top}"
+    );
+    let bars = owner.find_all(Locator::Css("svg rect.r")).await.unwrap();
+    assert!(!bars.is_empty(), "the chart draws the refusals");
+    owner.screenshot("insights").await;
 
     member.close().await;
     owner.close().await;

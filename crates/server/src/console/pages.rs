@@ -51,7 +51,9 @@ label{cursor:pointer}
 button.secondary{background:#fff;color:#0b3d91}
 .hint{color:#7d4e00}
 a{color:#0b3d91}
-:focus-visible{outline:3px solid #d4a72c;outline-offset:2px}
+:focus-visible{outline:3px solid #1b1f24;outline-offset:2px}
+header :focus-visible{outline-color:#fff}
+input:disabled+label{cursor:default}
 ";
 
 /// The page frame: title, header with the user and sign-out, content.

@@ -115,6 +115,14 @@ fn view(
             h1 { "Access requests" }
             @if let Some(n) = &form.notice { p.saved role="status" { (n) } }
             @if let Some(e) = form.error { p.error role="alert" id="ask-error" { (e) } }
+            // Owners come here to decide: what waits for them comes first.
+            @if role == Role::Owner {
+                section aria-labelledby="open" {
+                    h2 id="open" { "Open requests (" (open.len()) ")" }
+                    @if open.is_empty() { p { "None: nobody is waiting." } }
+                    @for r in &open { (open_request(org, &who.csrf, r)) }
+                }
+            }
             section aria-labelledby="ask" {
                 h2 id="ask" { "Ask for an image" }
                 p { "Refused an image you need? Say which and why; the owners of " (org) " decide. Approving allows exactly that repository, every tag of it." }
@@ -139,13 +147,6 @@ fn view(
                             autofocus[!form.image.is_empty()] { (form.reason) }
                     }
                     button type="submit" { "Send request" }
-                }
-            }
-            @if role == Role::Owner {
-                section aria-labelledby="open" {
-                    h2 id="open" { "Open requests (" (open.len()) ")" }
-                    @if open.is_empty() { p { "None: nobody is waiting." } }
-                    @for r in &open { (open_request(org, &who.csrf, r)) }
                 }
             }
             section aria-labelledby="yours" {
