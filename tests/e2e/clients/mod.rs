@@ -57,6 +57,7 @@ pub fn require(tool: &str) {
     let package = match tool {
         "htpasswd" => "apache2-utils",
         "docker" => "docker.io (or any docker CLI)",
+        "chromedriver" => "chromium-driver",
         other => other,
     };
     panic!(
