@@ -402,7 +402,7 @@ fn executable(tool: &str) -> Option<String> {
 
 /// The build's target directory: `CARGO_TARGET_DIR` when set, else the
 /// workspace's `target/`.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => manifest.join(dir),

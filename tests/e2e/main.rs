@@ -2,6 +2,7 @@
 //! One test binary for the whole suite (linking is the cost on two cores).
 
 mod admin;
+mod api_schema;
 mod browser;
 mod check;
 mod clients;

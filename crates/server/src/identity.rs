@@ -39,6 +39,9 @@ pub enum IdentityError {
 }
 
 /// Organisation and user names: lowercase letters, digits, `-`, `_`, `.`,
+/// The longest a personal access token may live: ten years.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
 /// starting with a letter or digit, at most 64 characters.
 pub fn validate_name(what: &str, name: &str) -> Result<(), IdentityError> {
     let ok = !name.is_empty()
@@ -220,10 +223,10 @@ impl Identity {
                 "token name must be 1 to 100 printable characters".to_owned(),
             ));
         }
-        if expires_days == Some(0) {
-            return Err(IdentityError::Invalid(
-                "--expires must be at least 1 day".to_owned(),
-            ));
+        if let Some(days) = expires_days.filter(|d| !(1..=MAX_TOKEN_DAYS).contains(d)) {
+            return Err(IdentityError::Invalid(format!(
+                "--expires must be between 1 and {MAX_TOKEN_DAYS} days, not {days}"
+            )));
         }
         let secret = format!(
             "{TOKEN_PREFIX}{}",

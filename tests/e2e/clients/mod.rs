@@ -54,15 +54,16 @@ pub fn require(tool: &str) {
     if find_in_path(tool).is_some() {
         return;
     }
-    let package = match tool {
-        "htpasswd" => "apache2-utils",
-        "docker" => "docker.io (or any docker CLI)",
-        "chromedriver" => "chromium-driver",
-        other => other,
+    let install = match tool {
+        "htpasswd" => "apt-get install apache2-utils".to_owned(),
+        "docker" => "apt-get install docker.io (or any docker CLI)".to_owned(),
+        "chromedriver" => "apt-get install chromium-driver".to_owned(),
+        "st" => "python3 -m pip install --user schemathesis".to_owned(),
+        other => format!("apt-get install {other}"),
     };
     panic!(
         "`{tool}` is not installed, and this end-to-end test needs it: \
-         run scripts/test, which installs it, or `apt-get install {package}`"
+         run scripts/test, which installs it, or `{install}`"
     );
 }
 

@@ -168,7 +168,7 @@ pub struct ChangeView {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
-    /// At most this many, newest first (default 50, at most 1000).
+    /// At most this many, newest first (default 50, 1 to 1000).
     limit: Option<usize>,
 }
 
@@ -441,17 +441,18 @@ pub async fn members(
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/changes", tag = "policy",
     params(("org" = String, Path, description = "organisation name"), ChangesQuery),
-    responses((status = 200, body = Vec<ChangeView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Vec<ChangeView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Who changed the policy, when, and how: newest first.
 pub async fn changes(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(org): Path<String>,
-    Query(query): Query<ChangesQuery>,
+    query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     caller.role_in(&api, &org)?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = super::limit(query.limit, 50)?;
     let changes = api
         .identity
         .store()

@@ -99,8 +99,9 @@ impl TokenView {
 pub struct NewTokenRequest {
     /// A name to recognise it by (1 to 100 printable characters).
     name: String,
-    /// Days until it expires; never, when not given.
+    /// Days until it expires (1 to 3650); never, when not given.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_days: Option<u32>,
 }
 

@@ -1271,3 +1271,28 @@ async fn administrators_create_organisations_and_own_them_and_nobody_else_can() 
         assert!(error(&answer).1.starts_with(says), "{body}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn what_schemathesis_found_is_answered_in_the_api_error_shape() {
+    let s = setup();
+    // An unparsable query was axum's plain-text 400, and undocumented.
+    let (status, body) = s.get("/api/v1/orgs/corp/changes?limit=-1", &s.alice).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error(&body).0, "bad_request");
+    let (status, body) = s.get("/api/v1/orgs/corp/changes?limit=0", &s.alice).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error(&body).1, "limit 0 is not between 1 and 1000");
+    // A token for 5.8 million years was accepted.
+    let (status, body) = s
+        .post(
+            "/api/v1/tokens",
+            &s.alice,
+            json!({"name": "forever", "expires_days": 2_147_483_648u64}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        error(&body).1,
+        "expires_days must be between 1 and 3650 days, not 2147483648"
+    );
+}
