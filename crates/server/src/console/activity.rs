@@ -19,6 +19,8 @@ use crate::store::{AuditEvent, Role, now_ms};
 
 /// Events per page.
 pub const PAGE: usize = 50;
+/// How many of the latest changes to the policy and members the page lists.
+pub const CHANGES: usize = 20;
 /// The most events one CSV export carries (the newest).
 pub const EXPORT_MAX: usize = 100_000;
 
@@ -102,6 +104,11 @@ pub async fn activity_page(
         }
         Err(e) => (Vec::new(), false, Some(e)),
     };
+    let changes = console
+        .identity
+        .store()
+        .policy_changes(&org, CHANGES)
+        .map_err(|e| Refusal::unavailable(&e))?;
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -116,6 +123,7 @@ pub async fn activity_page(
         events: &events,
         more,
         error: error.as_deref(),
+        changes: &changes,
     });
     Ok((status, markup).into_response())
 }
@@ -165,6 +173,7 @@ struct ActivityView<'a> {
     events: &'a [AuditEvent],
     more: bool,
     error: Option<&'a str>,
+    changes: &'a [crate::store::PolicyChange],
 }
 
 /// A link to ask for `image` in `org`.
@@ -254,6 +263,36 @@ fn activity(v: &ActivityView<'_>) -> Markup {
                 }
                 @if v.more {
                     a href={ (base) "?" (q.query(Some(q.page + 1))) } rel="next" { "Older →" }
+                }
+            }
+            section aria-labelledby="changes" {
+                h2 id="changes" { "Changes to the policy and members" }
+                @if v.changes.is_empty() {
+                    p { "None yet." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "Who" } th scope="col" { "What" } th scope="col" { "Before and after" } } }
+                        tbody {
+                            @for c in v.changes {
+                                tr {
+                                    td { (rfc3339(c.time_ms).get(..16).unwrap_or_default().replace('T', " ")) }
+                                    td { (c.user) }
+                                    td { (c.what) }
+                                    td {
+                                        @if c.what == "members" {
+                                            (c.before) " → " (c.after)
+                                        } @else {
+                                            details {
+                                                summary { "the policy before and after" }
+                                                pre { (c.before) }
+                                                pre { (c.after) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },

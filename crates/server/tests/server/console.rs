@@ -1221,8 +1221,15 @@ async fn the_activity_page_filters_pages_and_exports_csv() {
     ));
     s.identity.store().append_audit(&events).unwrap();
     let alice = s.sign_in("alice").await;
+    s.community_off();
     let page = s.get(&alice, "/console/orgs/corp/activity").await;
     assert_eq!(page.status, StatusCode::OK);
+    // Changes to the policy are there too: who, what, before and after.
+    assert!(
+        page.body.contains("<td>olga</td><td>image_access</td>"),
+        "{}",
+        page.body
+    );
     let rows = |a: &Answer| a.body.matches("<tr><td><time").count();
     assert_eq!(rows(&page), 50, "a page is 50 events");
     assert!(
