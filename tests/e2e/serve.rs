@@ -793,6 +793,40 @@ fn policy_org_gives_the_admission_doors_the_stores_policy_and_its_changes_within
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The admission doors' decisions are corp's: its activity and insights
+    // count them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = crate::imagegate(
+            &[
+                "audit",
+                "--data-dir",
+                d,
+                "--org",
+                "corp",
+                "--door",
+                "admission",
+                "--format",
+                "json",
+            ],
+            b"",
+        );
+        let events: Vec<serde_json::Value> = crate::stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if events.iter().any(|e| e["decision"] == "deny")
+            && events.iter().any(|e| e["decision"] == "allow")
+        {
+            assert!(events.iter().all(|e| e["org"] == "corp"), "{events:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "corp's audit log has no admission decisions: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -143,6 +143,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
             user,
             path,
             dry_run: req.dry_run,
+            org: state.policy_org.as_deref(),
             ..audit::Context::default()
         };
         state.audit.record(&ctx, image, d);

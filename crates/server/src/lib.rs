@@ -231,6 +231,7 @@ pub async fn serve(
         metrics,
         max_body_bytes: config.max_body_bytes,
         audit: auditor.clone(),
+        policy_org: config.policy_org.clone(),
     };
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api::new(identity.clone()));

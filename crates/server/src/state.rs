@@ -22,6 +22,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The audit record.
     pub audit: crate::audit::Auditor,
+    /// The organisation whose policy the admission doors apply
+    /// (`--policy-org`), which their audit events name.
+    pub policy_org: Option<String>,
 }
 
 impl AppState {
@@ -33,6 +36,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             max_body_bytes,
             audit: crate::audit::Auditor::disabled(),
+            policy_org: None,
         }
     }
 

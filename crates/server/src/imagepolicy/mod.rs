@@ -100,6 +100,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
                 door: DOOR,
                 namespace,
                 path: Some(&path),
+                org: state.policy_org.as_deref(),
                 ..audit::Context::default()
             },
             &container.image,
@@ -138,6 +139,7 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
                 &audit::Context {
                     door: DOOR,
                     namespace,
+                    org: state.policy_org.as_deref(),
                     ..audit::Context::default()
                 },
                 "",
