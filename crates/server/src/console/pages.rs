@@ -259,6 +259,9 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
                     div.option {
                         input type="checkbox" id="enabled" name="enabled" value="on" checked[s.enabled] disabled[disabled];
                         label for="enabled" { "Restrict the Docker Hub images members may pull" }
+                        @if disabled {
+                            p { strong { @if s.enabled { "On: only the categories marked allowed below." } @else { "Off: every category is allowed." } } }
+                        }
                     }
                 }
                 fieldset {
@@ -277,7 +280,14 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
                             input type="checkbox" id=(c.field) name=(c.field) value="on" checked[checked(c.field)] disabled[disabled]
                                 aria-describedby={ (c.field) "-about" };
                             label for=(c.field) { (c.label) }
-                            p id={ (c.field) "-about" } { (c.about) }
+                            p id={ (c.field) "-about" } {
+                                // Disabled boxes are drawn faintly: say it in words too.
+                                @if disabled {
+                                    @if !s.enabled || checked(c.field) { strong.allowed { "Allowed. " } }
+                                    @else { strong.refused { "Not allowed. " } }
+                                }
+                                (c.about)
+                            }
                         }
                     }
                 }

@@ -413,6 +413,24 @@ async fn members_see_every_control_disabled_and_a_hand_made_post_is_refused() {
         assert!(tag.contains("disabled"), "{id}: {tag}");
     }
     assert!(!page.body.contains("Save changes"));
+    // Off: every category is allowed, and the page says so in words.
+    assert!(page.body.contains("Off: every category is allowed."));
+    s.community_off();
+    let page = s
+        .send("GET", PAGE, &[(SESSION_COOKIE, &session)], None)
+        .await;
+    assert!(
+        page.body
+            .contains("On: only the categories marked allowed below.")
+    );
+    assert!(
+        page.body
+            .contains(r#"<p id="official-about"><strong class="allowed">Allowed. </strong>"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"<p id="community-about"><strong class="refused">Not allowed. </strong>"#)
+    );
     let before = s.identity.org("corp").unwrap().policy;
     let csrf = page.hidden("csrf");
     let form = format!("csrf={csrf}&enabled=on&official=on&verified_publisher=on&community=on");
