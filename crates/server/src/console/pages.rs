@@ -389,6 +389,8 @@ fn role_select(id: &str, current: &str) -> Markup {
 /// and remove members; members see the list.
 pub fn members(p: &MembersPage<'_>) -> Markup {
     let base = format!("/console/orgs/{}/members", p.org);
+    // The server refuses removing the last owner; the page does not offer it.
+    let owners = p.members.iter().filter(|(_, r)| *r == "owner").count();
     layout(
         "Members",
         Some((p.user, p.csrf)),
@@ -419,9 +421,13 @@ pub fn members(p: &MembersPage<'_>) -> Markup {
                                     }
                                 }
                                 td {
-                                    form method="post" action={ (base) "/" (name) "/remove" } {
-                                        input type="hidden" name="csrf" value=(p.csrf);
-                                        button type="submit" aria-label={ "Remove " (name) } { "Remove" }
+                                    @if *role == "owner" && owners == 1 {
+                                        small { "the last owner stays" }
+                                    } @else {
+                                        form method="post" action={ (base) "/" (name) "/remove" } {
+                                            input type="hidden" name="csrf" value=(p.csrf);
+                                            button type="submit" class="secondary" aria-label={ "Remove " (name) } { "Remove" }
+                                        }
                                     }
                                 }
                             } @else {

@@ -851,6 +851,17 @@ async fn owners_add_change_and_remove_members_and_the_last_owner_stays() {
 
     let last = post(format!("{members}/olga/remove"), format!("csrf={csrf}")).await;
     assert_eq!(last.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The page does not offer it either.
+    assert!(
+        !last
+            .body
+            .contains(r#"action="/console/orgs/corp/members/olga/remove""#)
+    );
+    assert!(last.body.contains("the last owner stays"));
+    assert!(
+        last.body
+            .contains(r#"action="/console/orgs/corp/members/alice/remove""#)
+    );
     assert!(
         last.body
             .contains("olga is the last owner of corp: make another member an owner first")
