@@ -448,21 +448,49 @@ pub fn read(
     let Some(glob) = glob else {
         return store.audit_events(filter);
     };
-    let mut events = store.audit_events(&AuditFilter {
-        limit: None,
-        offset: None,
-        ..filter.clone()
-    })?;
-    events.retain(|e| imagegate_core::Reference::parse(&e.image).is_ok_and(|r| glob.matches(&r)));
-    // Oldest first: the offset skips the newest, the limit keeps the newest
-    // of what is left.
-    let end = events.len().saturating_sub(filter.offset.unwrap_or(0));
-    events.truncate(end);
-    if let Some(n) = filter.limit {
-        let skip = events.len().saturating_sub(n);
-        events.drain(..skip);
+    // Newest first, a chunk at a time, until enough match: a page of a
+    // busy log stops early, and memory holds one chunk beside the matches.
+    const CHUNK: usize = 5000;
+    let skip = filter.offset.unwrap_or(0);
+    let enough = filter.limit.map(|n| n.saturating_add(skip));
+    let mut matched = Vec::new();
+    // Where the next chunk starts: before `until` (exclusive), skipping the
+    // `seen` events at its last millisecond that were already read. An
+    // offset from the newest would re-read everything before it each time.
+    let mut until = filter.until_ms;
+    let mut seen = 0;
+    loop {
+        let mut chunk = store.audit_events(&AuditFilter {
+            limit: Some(CHUNK),
+            until_ms: until,
+            offset: Some(seen),
+            ..filter.clone()
+        })?;
+        let read = chunk.len();
+        if let Some(oldest) = chunk.first().map(|e| e.time_ms) {
+            let at_oldest = chunk.iter().take_while(|e| e.time_ms == oldest).count();
+            seen = if until == Some(oldest + 1) {
+                seen + at_oldest
+            } else {
+                at_oldest
+            };
+            until = Some(oldest + 1);
+        }
+        chunk.reverse();
+        matched.extend(chunk.into_iter().filter(|e| {
+            imagegate_core::Reference::parse(&e.image).is_ok_and(|r| glob.matches(&r))
+        }));
+        if read < CHUNK || enough.is_some_and(|n| matched.len() >= n) {
+            break;
+        }
     }
-    Ok(events)
+    let mut page: Vec<AuditEvent> = matched
+        .into_iter()
+        .skip(skip)
+        .take(filter.limit.unwrap_or(usize::MAX))
+        .collect();
+    page.reverse();
+    Ok(page)
 }
 
 #[cfg(test)]
@@ -665,5 +693,55 @@ mod tests {
             }),
             [2000, 3000]
         );
+    }
+
+    #[test]
+    fn an_image_pattern_pages_through_a_log_longer_than_a_chunk() {
+        // A second apart, and seven to a millisecond (ties across chunks).
+        image_pattern_pages(|i| 1_000_000 + i * 1000);
+        image_pattern_pages(|i| 1_000_000 + i / 7);
+    }
+
+    fn image_pattern_pages(time: fn(i64) -> i64) {
+        let store = store();
+        // 12,000 events alternating between two images.
+        let events: Vec<AuditEvent> = (0..12_000i64)
+            .map(|i| AuditEvent {
+                time_ms: time(i),
+                door: "gateway".into(),
+                image: if i % 2 == 0 {
+                    format!("docker.io/someuser/a:{i}")
+                } else {
+                    format!("docker.io/library/b:{i}")
+                },
+                decision: "deny".into(),
+                ..AuditEvent::default()
+            })
+            .collect();
+        store.append_audit(&events).unwrap();
+        let glob = imagegate_core::pattern::ImagePattern::parse("docker.io/someuser/*").unwrap();
+        let tags = |limit: Option<usize>, offset: Option<usize>| -> Vec<i64> {
+            let filter = AuditFilter {
+                limit,
+                offset,
+                ..AuditFilter::default()
+            };
+            read(store.as_ref(), &filter, Some(&glob))
+                .unwrap()
+                .iter()
+                .map(|e| e.image.rsplit(':').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            tags(Some(3), None),
+            [11_994, 11_996, 11_998],
+            "the newest, oldest first"
+        );
+        // Past the first chunk of 5,000 events (2,500 matches).
+        assert_eq!(tags(Some(2), Some(2_999)), [5_998, 6_000]);
+        assert_eq!(tags(Some(2), Some(5_999)), [0]);
+        let all = tags(None, None);
+        assert_eq!(all.len(), 6_000);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
     }
 }

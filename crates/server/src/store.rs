@@ -465,7 +465,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX access_requests_org ON access_requests(org, state, id);
     ALTER TABLE users ADD COLUMN administrator INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX audit_org ON audit(org, time_ms);",
+    CREATE INDEX audit_org ON audit(org, time_ms, decision, door, path);",
 ];
 
 /// The embedded SQLite store.
@@ -1023,7 +1023,7 @@ impl Store for SqliteStore {
             let mut q = c.prepare_cached(
                 "SELECT time_ms, door, org, user, source, image, input, category, decision, reason, mode, message, namespace, request, path
                  FROM audit
-                 WHERE (?1 IS NULL OR time_ms >= ?1) AND (?2 IS NULL OR time_ms < ?2)
+                 WHERE time_ms >= COALESCE(?1, -9223372036854775808) AND time_ms < COALESCE(?2, 9223372036854775807)
                    AND (?3 IS NULL OR user = ?3) AND (?4 IS NULL OR door = ?4) AND (?5 IS NULL OR decision = ?5)
                    AND (?7 IS NULL OR org = ?7)
                  ORDER BY time_ms DESC, id DESC LIMIT ?6 OFFSET ?8",
