@@ -87,6 +87,10 @@ impl Schemathesis {
             .args(["--header", &format!("Authorization: Bearer {token}")])
             .args(["--max-examples", MAX_EXAMPLES, "--seed", "20261123"])
             .args(["--generation-database", "none"])
+            // A keep-alive connection the server closed after an answer
+            // whose request body it did not read is retried on a new one,
+            // as clients do; a request that breaks the server fails again.
+            .args(["--request-retries", "2"])
             .args(["--report", "junit,ndjson", "--report-dir"])
             .arg(&reports)
             .args(args);
@@ -118,7 +122,8 @@ fn passed(s: &Schemathesis, what: &str, run: &Run) {
 }
 
 fn no_server_error_in(log: &str) -> bool {
-    !log.lines().any(|l| l.contains("\"level\":\"ERROR\""))
+    !log.lines()
+        .any(|l| l.contains("\"level\":\"ERROR\"") || l.contains("panicked"))
 }
 
 #[test]
