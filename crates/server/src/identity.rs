@@ -38,10 +38,10 @@ pub enum IdentityError {
     Random(String),
 }
 
-/// Organisation and user names: lowercase letters, digits, `-`, `_`, `.`,
 /// The longest a personal access token may live: ten years.
 pub const MAX_TOKEN_DAYS: u32 = 3650;
 
+/// Organisation and user names: lowercase letters, digits, `-`, `_`, `.`,
 /// starting with a letter or digit, at most 64 characters.
 pub fn validate_name(what: &str, name: &str) -> Result<(), IdentityError> {
     let ok = !name.is_empty()
