@@ -236,14 +236,11 @@ pub(crate) fn with_rego(_: &Policy, _: &Input<'_>, decision: Decision, _: &str) 
 /// Where to ask for a refused image an exception can lift (image access,
 /// registry access), given the console's access request form.
 fn ask_link(form: Option<&str>, d: &Decision) -> Option<String> {
-    use imagegate_core::Reason;
     let form = form?.trim_end_matches(['?', '/']);
     let reference = d.reference.as_ref()?;
-    matches!(
-        d.reason,
-        Reason::CategoryNotAllowed | Reason::RegistryNotAllowed
-    )
-    .then(|| format!("{form}?image={}", reference.as_str()))
+    d.reason
+        .is_access_refusal()
+        .then(|| format!("{form}?image={}", reference.as_str()))
 }
 
 fn write_text(

@@ -184,6 +184,17 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.code() == code)
     }
 
+    /// Whether this is an access refusal: image access (a Docker Hub
+    /// category) or registry access, the settings an organisation's owners
+    /// grant exceptions to. These are the refusals an access request is for;
+    /// a rule's refusal, an unpinned image or a bad reference are not.
+    pub fn is_access_refusal(self) -> bool {
+        matches!(
+            self,
+            Reason::CategoryNotAllowed | Reason::RegistryNotAllowed
+        )
+    }
+
     /// Whether this reason refuses (in `enforce` mode).
     pub fn is_refusal(self) -> bool {
         !matches!(self, Reason::Allowed | Reason::Exempt | Reason::BreakGlass)

@@ -54,6 +54,13 @@ impl From<crate::store::StoreError> for RequestError {
     }
 }
 
+/// The console path of the form asking `org` for `reference` (normalised).
+/// A reference's characters are all allowed in a query, so it is written as
+/// it is and the link reads as the image it asks for.
+pub fn form_path(org: &str, reference: &str) -> String {
+    format!("/console/orgs/{org}/access-requests/new?image={reference}")
+}
+
 /// How `user` (with `role`) fares pulling `image` under `policy`: a refusal
 /// counts, and so does a would-be refusal in `warn` or `audit` mode.
 fn decision(policy: &Policy, image: &str, user: &str, role: Role) -> Decision {

@@ -353,3 +353,16 @@ fn every_refusal_reason_has_a_hint_and_no_allow_reason_does() {
         assert_eq!(reason.hint().is_some(), reason.is_refusal(), "{reason}");
     }
 }
+
+#[test]
+fn access_refusals_are_image_access_and_registry_access_only() {
+    let access: Vec<Reason> = Reason::ALL
+        .into_iter()
+        .filter(|r| r.is_access_refusal())
+        .collect();
+    assert_eq!(
+        access,
+        [Reason::RegistryNotAllowed, Reason::CategoryNotAllowed]
+    );
+    assert!(access.iter().all(|r| r.is_refusal()));
+}

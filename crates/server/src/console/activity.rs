@@ -16,6 +16,7 @@ use super::{Console, Refusal, role_in, signed_at};
 use crate::audit::{Filters, read, rfc3339};
 use crate::insights::{Insights, InsightsError, RANGES, insights};
 use crate::store::{AuditEvent, Role, now_ms};
+use imagegate_core::Reason;
 
 /// Events per page.
 pub const PAGE: usize = 50;
@@ -176,12 +177,6 @@ struct ActivityView<'a> {
     changes: &'a [crate::store::PolicyChange],
 }
 
-/// A link to ask for `image` in `org`.
-pub fn ask_link(org: &str, image: &str) -> String {
-    let q = serde_urlencoded::to_string([("image", image)]).unwrap_or_default();
-    format!("/console/orgs/{org}/access-requests/new?{q}")
-}
-
 fn select(id: &str, label: &str, current: &str, options: &[(&str, &str)]) -> Markup {
     html! {
         p.filter {
@@ -248,8 +243,9 @@ fn activity(v: &ActivityView<'_>) -> Markup {
                                 }
                                 td {
                                     (e.message) br; small { (e.reason) }
-                                    @if e.decision == "deny" && e.user.as_deref() == Some(v.user) {
-                                        br; a href=(ask_link(v.org, &e.image)) { "Ask for access" }
+                                    @if e.decision == "deny" && e.user.as_deref() == Some(v.user)
+                                        && Reason::from_code(&e.reason).is_some_and(Reason::is_access_refusal) {
+                                        br; a href=(crate::requests::form_path(v.org, &e.image)) { "Ask for access" }
                                     }
                                 }
                             }

@@ -389,18 +389,17 @@ fn refusal(
     let mut body = ErrorBody::one(ErrorCode::Denied, d.message.to_string());
     // Manifests only: that is the refusal a client prints; a blob or tag
     // list refusal keeps the one error.
-    if let (
-        true,
-        "manifest",
-        Some(org),
-        Some(r),
-        Reason::CategoryNotAllowed | Reason::RegistryNotAllowed,
-    ) = (signed_in, pull.kind, org, &d.reference, d.reason)
-    {
+    if let (true, "manifest", Some(org), Some(r), true) = (
+        signed_in,
+        pull.kind,
+        org,
+        &d.reference,
+        d.reason.is_access_refusal(),
+    ) {
         let ask = format!(
-            "{}/console/orgs/{org}/access-requests/new?image={}",
+            "{}{}",
             base_url(gw, asked),
-            r.as_str()
+            crate::requests::form_path(org, r.as_str())
         );
         body.errors.push(wire::RegistryError {
             code: ErrorCode::Denied,

@@ -1248,6 +1248,8 @@ async fn the_activity_page_filters_pages_and_exports_csv() {
         "docker.io/rival/secret:1",
         "allow",
     ));
+    // A rule's refusal: no exception is asked for that way.
+    events[58].reason = "rule_denied".into();
     s.identity.store().append_audit(&events).unwrap();
     let alice = s.sign_in("alice").await;
     s.community_off();
@@ -1271,10 +1273,16 @@ async fn the_activity_page_filters_pages_and_exports_csv() {
             .contains(r#"<a href="/console/orgs/corp/activity?page=1" rel="next">"#)
     );
     assert!(
-        page.body.contains(
-            "/console/orgs/corp/access-requests/new?image=docker.io%2Fsomeuser%2Ftool%3A59"
-        ),
+        page.body
+            .contains("/console/orgs/corp/access-requests/new?image=docker.io/someuser/tool:59"),
         "her refusals link to a request"
+    );
+    assert!(page.body.contains("docker.io/someuser/tool:58"));
+    assert!(
+        !page
+            .body
+            .contains("/console/orgs/corp/access-requests/new?image=docker.io/someuser/tool:58"),
+        "only image and registry access refusals link to a request"
     );
     let older = s.get(&alice, "/console/orgs/corp/activity?page=1").await;
     assert_eq!(rows(&older), 11);
