@@ -388,12 +388,18 @@ impl Filters<'_> {
             Some(d @ ("allow" | "deny")) => Some(d.to_owned()),
             Some(other) => return Err(format!("decision {other:?} is not allow or deny")),
         };
+        const DOORS: [&str; 3] = [
+            crate::gateway::DOOR,
+            crate::admission::DOOR,
+            crate::imagepolicy::DOOR,
+        ];
         let door = match given(self.door) {
             None => None,
-            Some(d @ ("gateway" | "admission" | "imagepolicy")) => Some(d.to_owned()),
+            Some(d) if DOORS.contains(&d) => Some(d.to_owned()),
             Some(other) => {
                 return Err(format!(
-                    "door {other:?} is not gateway, admission or imagepolicy"
+                    "door {other:?} is not {}, {} or {}",
+                    DOORS[0], DOORS[1], DOORS[2]
                 ));
             }
         };

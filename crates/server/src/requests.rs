@@ -204,6 +204,19 @@ fn still_open(r: &AccessRequest) -> Result<(), RequestError> {
     )))
 }
 
+/// Request `id`, which `viewer` may see, if it is still open.
+fn open(
+    identity: &Identity,
+    org: &str,
+    viewer: &str,
+    role: Role,
+    id: i64,
+) -> Result<AccessRequest, RequestError> {
+    let r = get(identity, org, viewer, role, id)?;
+    still_open(&r)?;
+    Ok(r)
+}
+
 /// Settles open request `r` as `state` by `by`, with a note and, for an
 /// approval, the policy change; a request settled meanwhile is a conflict.
 fn settle(
@@ -246,8 +259,7 @@ pub fn approve(
     id: i64,
     note: &str,
 ) -> Result<AccessRequest, RequestError> {
-    let r = get(identity, org, by, Role::Owner, id)?;
-    still_open(&r)?;
+    let r = open(identity, org, by, Role::Owner, id)?;
     let note = text("the note", note)?;
     let (before, after, policy) = settings::with_repository_allowed(identity, org, &r.repository)?;
     let role = identity
@@ -282,8 +294,7 @@ pub fn decline(
     id: i64,
     note: &str,
 ) -> Result<AccessRequest, RequestError> {
-    let r = get(identity, org, by, Role::Owner, id)?;
-    still_open(&r)?;
+    let r = open(identity, org, by, Role::Owner, id)?;
     let note = text("the note", note)?;
     settle(identity, &r, "declined", by, Some(note), None)
 }
@@ -295,7 +306,6 @@ pub fn withdraw(
     user: &str,
     id: i64,
 ) -> Result<AccessRequest, RequestError> {
-    let r = get(identity, org, user, Role::Member, id)?;
-    still_open(&r)?;
+    let r = open(identity, org, user, Role::Member, id)?;
     settle(identity, &r, "withdrawn", user, None, None)
 }

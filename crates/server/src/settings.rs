@@ -86,16 +86,28 @@ fn invalid(message: impl Into<String>, problems: Vec<Problem>) -> SettingsError 
     }
 }
 
-/// The stored policy, as a document to edit and as the compiled policy.
-fn document(identity: &Identity, org: &str) -> Result<(Value, Policy), SettingsError> {
+/// The stored policy: its text, as a document to edit, and compiled.
+fn document(identity: &Identity, org: &str) -> Result<(String, Value, Policy), SettingsError> {
     let text = identity.org(org)?.policy;
-    let stored = |why: String| SettingsError::Stored {
+    let policy = Policy::load(&text).map_err(|e| stored(org, e))?;
+    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| stored(org, e))?;
+    Ok((text, doc, policy))
+}
+
+/// The stored policy cannot be read back, or an edit of it written.
+fn stored(org: &str, why: impl std::fmt::Display) -> SettingsError {
+    SettingsError::Stored {
         org: org.to_owned(),
-        why,
-    };
-    let policy = Policy::load(&text).map_err(|e| stored(e.to_string()))?;
-    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| stored(e.to_string()))?;
-    Ok((doc, policy))
+        why: why.to_string(),
+    }
+}
+
+/// `spec` of a policy document, made an object if it is not one.
+fn spec(doc: &mut Value) -> &mut Value {
+    if !doc.get("spec").is_some_and(Value::is_object) {
+        doc["spec"] = Value::Object(serde_json::Map::new());
+    }
+    &mut doc["spec"]
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -145,14 +157,8 @@ fn edit(
     key: &str,
     part: Value,
 ) -> Result<(), SettingsError> {
-    if !doc.get("spec").is_some_and(Value::is_object) {
-        doc["spec"] = Value::Object(serde_json::Map::new());
-    }
-    doc["spec"][key] = part;
-    let text = serde_saphyr::to_string(&doc).map_err(|e| SettingsError::Stored {
-        org: org.to_owned(),
-        why: e.to_string(),
-    })?;
+    spec(&mut doc)[key] = part;
+    let text = serde_saphyr::to_string(&doc).map_err(|e| stored(org, e))?;
     set_policy(identity, org, user, what, &text)
 }
 
@@ -165,34 +171,28 @@ pub fn with_repository_allowed(
     org: &str,
     repository: &str,
 ) -> Result<(String, String, Policy), SettingsError> {
-    let before = identity.org(org)?.policy;
-    let (mut doc, _) = document(identity, org)?;
-    if !doc.get("spec").is_some_and(Value::is_object) {
-        doc["spec"] = Value::Object(serde_json::Map::new());
-    }
+    let (before, mut doc, _) = document(identity, org)?;
+    let spec = spec(&mut doc);
     let rule = serde_json::json!({ "allow": repository });
-    match doc["spec"].get_mut("rules").and_then(Value::as_array_mut) {
+    match spec.get_mut("rules").and_then(Value::as_array_mut) {
         Some(rules) if rules.contains(&rule) => {}
         Some(rules) => rules.push(rule),
-        None => doc["spec"]["rules"] = Value::Array(vec![rule]),
+        None => spec["rules"] = Value::Array(vec![rule]),
     }
-    let stored = |why: String| SettingsError::Stored {
-        org: org.to_owned(),
-        why,
-    };
-    let after = serde_saphyr::to_string(&doc).map_err(|e| stored(e.to_string()))?;
-    let policy = Policy::load(&after).map_err(|e| stored(e.to_string()))?;
+    let after = serde_saphyr::to_string(&doc).map_err(|e| stored(org, e))?;
+    let policy = Policy::load(&after).map_err(|e| stored(org, e))?;
     Ok((before, after, policy))
 }
 
 /// The organisation's compiled policy.
 pub fn policy(identity: &Identity, org: &str) -> Result<Policy, SettingsError> {
-    document(identity, org).map(|(_, policy)| policy)
+    let text = identity.org(org)?.policy;
+    Policy::load(&text).map_err(|e| stored(org, e))
 }
 
 /// The organisation's image access.
 pub fn image_access(identity: &Identity, org: &str) -> Result<ImageAccess, SettingsError> {
-    let (doc, policy) = document(identity, org)?;
+    let (_, doc, policy) = document(identity, org)?;
     let allowed = policy.image_access.allowed();
     let ia = doc.get("spec").and_then(|s| s.get("imageAccess"));
     Ok(ImageAccess {
@@ -213,7 +213,7 @@ pub fn set_image_access(
     user: &str,
     to: &ImageAccess,
 ) -> Result<(), SettingsError> {
-    let (doc, _) = document(identity, org)?;
+    let (_, doc, _) = document(identity, org)?;
     let allow: Vec<&str> = [
         (true, Category::Organization),
         (to.official, Category::Official),
@@ -243,7 +243,7 @@ pub fn set_image_access(
 
 /// The organisation's registry access.
 pub fn registry_access(identity: &Identity, org: &str) -> Result<RegistryAccess, SettingsError> {
-    let (doc, policy) = document(identity, org)?;
+    let (_, doc, policy) = document(identity, org)?;
     let ra = doc.get("spec").and_then(|s| s.get("registryAccess"));
     Ok(RegistryAccess {
         enabled: policy.registry_access.is_some(),
@@ -281,7 +281,7 @@ pub fn set_registry_access(
     if !problems.is_empty() {
         return Err(invalid("an allowed registry is not valid", problems));
     }
-    let (doc, _) = document(identity, org)?;
+    let (_, doc, _) = document(identity, org)?;
     let part = serde_json::json!({"enabled": to.enabled, "allow": to.allow});
     edit(
         identity,

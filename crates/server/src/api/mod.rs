@@ -232,15 +232,14 @@ impl Caller {
 
     /// As [`Caller::role_in`], refusing members: only owners change things.
     fn owner_of(&self, api: &Api, org: &str, what: &str) -> Result<(), ApiError> {
-        match self.role_in(api, org)? {
-            Role::Owner => Ok(()),
-            Role::Member => Err(ApiError::forbidden(format!(
-                "only owners of {org} can change its {what}; members see it read-only"
-            ))),
-        }
+        self.owner_for(
+            api,
+            org,
+            &format!("change its {what}; members see it read-only"),
+        )
     }
 
-    /// As [`Caller::owner_of`], for what only owners do: "only owners of
+    /// As [`Caller::role_in`], for what only owners do: "only owners of
     /// ORG can DOING".
     fn owner_for(&self, api: &Api, org: &str, doing: &str) -> Result<(), ApiError> {
         match self.role_in(api, org)? {
