@@ -99,8 +99,16 @@ pub fn routes(console: Arc<Console>) -> Router {
             get(requests::requests_page),
         )
         .route(
-            "/console/orgs/{org}/access-requests/{id}/{action}",
-            axum::routing::post(requests::settle),
+            "/console/orgs/{org}/access-requests/{id}/approve",
+            axum::routing::post(requests::approve),
+        )
+        .route(
+            "/console/orgs/{org}/access-requests/{id}/decline",
+            axum::routing::post(requests::decline),
+        )
+        .route(
+            "/console/orgs/{org}/access-requests/{id}/withdraw",
+            axum::routing::post(requests::withdraw),
         )
         .with_state(console)
 }

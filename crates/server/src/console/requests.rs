@@ -281,35 +281,63 @@ pub struct DecideForm {
     note: String,
 }
 
-/// Approve, decline (owners) or withdraw (the requester).
-pub async fn settle(
+/// Approve (owners).
+pub async fn approve(
+    console: State<Arc<Console>>,
+    headers: HeaderMap,
+    path: Path<(String, i64)>,
+    form: Form<DecideForm>,
+) -> Result<Response, Refusal> {
+    settle(console, headers, path, form, Action::Approve).await
+}
+
+/// Decline (owners).
+pub async fn decline(
+    console: State<Arc<Console>>,
+    headers: HeaderMap,
+    path: Path<(String, i64)>,
+    form: Form<DecideForm>,
+) -> Result<Response, Refusal> {
+    settle(console, headers, path, form, Action::Decline).await
+}
+
+/// Withdraw (the requester).
+pub async fn withdraw(
+    console: State<Arc<Console>>,
+    headers: HeaderMap,
+    path: Path<(String, i64)>,
+    form: Form<DecideForm>,
+) -> Result<Response, Refusal> {
+    settle(console, headers, path, form, Action::Withdraw).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Approve,
+    Decline,
+    Withdraw,
+}
+
+async fn settle(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
-    Path((org, id, action)): Path<(String, i64, String)>,
+    Path((org, id)): Path<(String, i64)>,
     Form(form): Form<DecideForm>,
+    action: Action,
 ) -> Result<Response, Refusal> {
     let who = signed(&console, &headers)?;
     csrf_ok(&who, &form.csrf)?;
     let role = role_in(&console, &who, &org)?;
-    let owners_only = || Refusal::Forbidden {
-        message: format!("Only owners of {org} approve or decline access requests."),
-        who: who.header(),
-    };
-    let done = match action.as_str() {
-        "approve" if role == Role::Owner => {
-            requests::approve(&console.identity, &org, &who.user, id, &form.note)
-        }
-        "decline" if role == Role::Owner => {
-            requests::decline(&console.identity, &org, &who.user, id, &form.note)
-        }
-        "approve" | "decline" => return Err(owners_only()),
-        "withdraw" => requests::withdraw(&console.identity, &org, &who.user, id),
-        _ => {
-            return Err(Refusal::NotFound {
-                org,
-                who: who.header(),
-            });
-        }
+    if action != Action::Withdraw && role != Role::Owner {
+        return Err(Refusal::Forbidden {
+            message: format!("Only owners of {org} approve or decline access requests."),
+            who: who.header(),
+        });
+    }
+    let done = match action {
+        Action::Approve => requests::approve(&console.identity, &org, &who.user, id, &form.note),
+        Action::Decline => requests::decline(&console.identity, &org, &who.user, id, &form.note),
+        Action::Withdraw => requests::withdraw(&console.identity, &org, &who.user, id),
     };
     match done {
         Ok(r) => Ok(Redirect::to(&format!(
