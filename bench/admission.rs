@@ -63,7 +63,12 @@ fn main() {
         .measurement_time(Duration::from_secs(if quick { 1 } else { 3 }))
         .configure_from_args();
     c.bench_function("admission/deployment_3_containers", |b| {
-        b.iter(|| black_box(imagegate_server::admission::review(&state, black_box(&body)).is_ok()))
+        b.iter(|| {
+            black_box(
+                imagegate_server::admission::review(&state, black_box(&body), &mut Vec::new())
+                    .is_ok(),
+            )
+        })
     });
     c.bench_function("decide/3_images", |b| {
         b.iter(|| {
@@ -80,7 +85,9 @@ fn main() {
         .map(|_| {
             let start = Instant::now();
             for _ in 0..rounds {
-                black_box(imagegate_server::admission::review(&state, &body).is_ok());
+                black_box(
+                    imagegate_server::admission::review(&state, &body, &mut Vec::new()).is_ok(),
+                );
             }
             let review = start.elapsed().as_secs_f64();
             let start = Instant::now();

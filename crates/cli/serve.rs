@@ -54,6 +54,11 @@ pub struct Args {
     /// (without it they are refused).
     #[arg(long, value_name = "ORG", env = "IMAGEGATE_DEFAULT_ORG")]
     default_org: Option<String>,
+    /// Refuse what cannot be recorded in the audit log (registry 503
+    /// UNAVAILABLE, admission denied with "audit log unavailable") instead of
+    /// deciding unrecorded.
+    #[arg(long, env = "IMAGEGATE_AUDIT_REQUIRED")]
+    audit_required: bool,
     #[command(flatten)]
     store: crate::admin::StoreArgs,
 }
@@ -89,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         allow_anonymous: args.store.allow_anonymous,
         default_org: args.default_org,
         policy_org: args.policy_org,
+        audit_required: args.audit_required.then_some(true),
     };
     let config = Config::resolve(overrides, file)?;
     init_logs(config.log_format);

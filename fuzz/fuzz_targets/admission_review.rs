@@ -11,9 +11,9 @@ const POLICY: &str = "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata:
 
 fuzz_target!(|data: &[u8]| {
     let state = AppState::fixed(Policy::load(POLICY).expect("policy"), 1 << 20);
-    let _ = imagegate_server::admission::review(&state, data);
+    let _ = imagegate_server::admission::review(&state, data, &mut Vec::new());
     if let Ok(review) = imagegate_server::imagepolicy::parse(data) {
-        let answer = imagegate_server::imagepolicy::answer(&state, &review);
+        let answer = imagegate_server::imagepolicy::answer(&state, &review, &mut Vec::new());
         let refused = review.spec.containers.iter().any(|c| {
             !imagegate_core::decide(state.policy().as_ref(), &imagegate_core::Input {
                 image: &c.image,

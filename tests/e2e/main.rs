@@ -9,6 +9,7 @@ mod clients;
 mod console_browser;
 mod gateway_clients;
 mod policy;
+mod records;
 mod scan;
 mod serve;
 

@@ -22,20 +22,29 @@ use kube_core::{DynamicObject, Status, TypeMeta};
 use crate::audit;
 use crate::body::{BodyError, read_body};
 use crate::state::AppState;
+use crate::store::AuditEvent;
 
 /// The door's name in metrics and audit records.
 pub const DOOR: &str = "admission";
 /// The AdmissionReview versions answered.
 pub const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
-/// The handler.
+/// The handler. The answer waits until the review's decisions are recorded.
 pub async fn validate(State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
     let response = match read_body(body, state.max_body_bytes).await {
-        Ok(bytes) => match review(&state, &bytes) {
-            Ok(review) => Json(review).into_response(),
-            Err(invalid) => invalid.into_response(),
-        },
+        Ok(bytes) => {
+            let mut events = Vec::new();
+            match review(&state, &bytes, &mut events) {
+                Ok(review) => match state.audit.commit(events).await {
+                    Err(e) if state.audit.required() => {
+                        Json(unrecorded(review, &e)).into_response()
+                    }
+                    _ => Json(review).into_response(),
+                },
+                Err(invalid) => invalid.into_response(),
+            }
+        }
         Err(err) => Invalid::from(err).into_response(),
     };
     state.metrics.latency(DOOR, started.elapsed().as_secs_f64());
@@ -79,8 +88,33 @@ impl IntoResponse for Invalid {
     }
 }
 
-/// Decides one review.
-pub fn review(state: &AppState, bytes: &[u8]) -> Result<AdmissionReview<DynamicObject>, Invalid> {
+/// Under `--audit-required`, a review whose decisions could not be recorded
+/// is refused, whatever they were.
+fn unrecorded(
+    mut review: AdmissionReview<DynamicObject>,
+    e: &audit::Unrecorded,
+) -> AdmissionReview<DynamicObject> {
+    tracing::error!(door = DOOR, error = %e, "refusing a review that cannot be recorded (--audit-required)");
+    if let Some(response) = review.response.take() {
+        let mut response = response.deny(audit::UNAVAILABLE);
+        response.result.code = 503;
+        response.result.reason = "ServiceUnavailable".to_owned();
+        response.result.status = Some(kube_core::response::StatusSummary::Failure);
+        response
+            .audit_annotations
+            .insert("decision".to_owned(), "deny".to_owned());
+        review.response = Some(response);
+    }
+    review
+}
+
+/// Decides one review, adding the audit events of its decisions to
+/// `events` for the caller to commit before answering.
+pub fn review(
+    state: &AppState,
+    bytes: &[u8],
+    events: &mut Vec<AuditEvent>,
+) -> Result<AdmissionReview<DynamicObject>, Invalid> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(bytes)
         .map_err(|e| Invalid::new(format!("request body is not an AdmissionReview: {e}")))?;
     if review.types.kind != "AdmissionReview"
@@ -99,10 +133,14 @@ pub fn review(state: &AppState, bytes: &[u8]) -> Result<AdmissionReview<DynamicO
         uid: String::new(),
         message: "AdmissionReview has no request".to_owned(),
     })?;
-    Ok(answer(state, &request).into_review())
+    Ok(answer(state, &request, events).into_review())
 }
 
-fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+fn answer(
+    state: &AppState,
+    req: &AdmissionRequest<DynamicObject>,
+    events: &mut Vec<AuditEvent>,
+) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(req);
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return response;
@@ -134,7 +172,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
     let mut warnings = Vec::new();
     let mut records = Vec::new();
     let mut decisions = Vec::with_capacity(sites.len());
-    let note = |image: &str, path: Option<&str>, d: &Decision| {
+    let mut note = |image: &str, path: Option<&str>, d: &Decision| {
         state.metrics.decision(DOOR, d);
         let ctx = audit::Context {
             door: DOOR,
@@ -146,7 +184,7 @@ fn answer(state: &AppState, req: &AdmissionRequest<DynamicObject>) -> AdmissionR
             org: state.policy_org.as_deref(),
             ..audit::Context::default()
         };
-        state.audit.record(&ctx, image, d);
+        state.audit.note(events, &ctx, image, d);
     };
     for site in &sites {
         let d = decide(

@@ -1,24 +1,41 @@
 //! The audit record of every decision, at every door: one structured log
-//! event on the `imagegate::audit` target, and one row in the store, written
-//! through a bounded queue in batches so a slow disk never stalls a pull or a
-//! review. A full queue drops the event, counts it and says so in the log
-//! (at most once a second); it never blocks and never crashes. On a clean
-//! shutdown everything queued is written before the server exits.
+//! event on the `imagegate::audit` target, and one row in the store.
+//!
+//! What a door answers is recorded first: admission reviews, ImageReviews,
+//! manifest and tag-list requests wait until their events are committed
+//! ([`Auditor::commit`]), so a decision that was answered is a decision in
+//! the store, even after a SIGKILL. Commits are grouped: one writer task takes
+//! whatever is waiting (up to [`BATCH`] events) and writes it in one
+//! transaction. Blob requests and sign-in failures are recorded after the
+//! answer ([`Auditor::record`]): a full queue drops them, counts them and
+//! says so in the log (at most once a second), and never blocks.
+//!
+//! When the store cannot take the record (a write error, the database file
+//! removed or replaced), [`AuditHealth`] says so: `/readyz` turns 503, the
+//! problem is logged at most once a second and counted, and the doors keep
+//! deciding unless `--audit-required` is set, in which case they refuse.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imagegate_core::Decision;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::store::{AuditEvent, AuditFilter, Store, now_ms};
+use crate::store::{AuditEvent, AuditFilter, Probe, Store, now_ms};
 
-/// Events queued at most; beyond this they are dropped and counted.
+/// Queued entries at most. Entries a door waits for are never dropped (the
+/// door waits for room); the others are dropped and counted beyond this.
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Events written per transaction at most.
 pub const BATCH: usize = 500;
+/// How often the writer checks that the store is still the one it opened
+/// (and, after a failed write, whether it can be written again).
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The message a door refuses with under `--audit-required` when its
+/// decision cannot be recorded.
+pub const UNAVAILABLE: &str = "audit log unavailable";
 
 /// Who asked, through which door, about what.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,11 +59,82 @@ pub struct Context<'a> {
     pub dry_run: bool,
 }
 
-/// Records decisions: cheap to clone, never blocks.
+/// The decision could not be recorded: the store refused the write, or is
+/// no longer the database that was opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{UNAVAILABLE}: {0}")]
+pub struct Unrecorded(pub String);
+
+/// Whether the store takes the audit record, shared by the writer (which
+/// finds out), `/readyz` and the doors (which ask).
+#[derive(Debug, Default)]
+pub struct AuditHealth {
+    /// The last write failed.
+    write_failed: AtomicBool,
+    /// The database is not the one opened (removed, replaced) or unreadable.
+    store_failed: AtomicBool,
+    problem: Mutex<String>,
+    last_log: AtomicI64,
+}
+
+impl AuditHealth {
+    /// What is wrong, or `None` when the record is being written.
+    pub fn problem(&self) -> Option<String> {
+        if !self.write_failed.load(Ordering::Relaxed) && !self.store_failed.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        Some(
+            self.problem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Whether the record is being written.
+    pub fn ok(&self) -> bool {
+        !self.write_failed.load(Ordering::Relaxed) && !self.store_failed.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, flag: &AtomicBool, failure: Option<&str>, metrics: &Metrics) {
+        match failure {
+            Some(why) => {
+                *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = why.to_owned();
+                flag.store(true, Ordering::Relaxed);
+                metrics.audit_store_failure();
+                let second = now_ms() / 1000;
+                if self.last_log.swap(second, Ordering::Relaxed) != second {
+                    tracing::error!(
+                        target: "imagegate::audit",
+                        error = why,
+                        "the audit log cannot be written: decisions are not being recorded (/readyz answers 503)"
+                    );
+                }
+            }
+            None => {
+                if flag.swap(false, Ordering::Relaxed) && self.ok() {
+                    metrics.audit_store_recovered();
+                    tracing::info!(target: "imagegate::audit", "the audit log is being written again");
+                }
+            }
+        }
+    }
+}
+
+/// One item on the writer's queue: events, and who waits for their commit.
+struct Entry {
+    events: Vec<AuditEvent>,
+    done: Option<oneshot::Sender<Result<(), Unrecorded>>>,
+}
+
+/// Records decisions: cheap to clone.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: Option<mpsc::Sender<AuditEvent>>,
+    tx: Option<mpsc::Sender<Entry>>,
     metrics: Option<Arc<Metrics>>,
+    health: Arc<AuditHealth>,
+    required: bool,
     last_overflow_log: Arc<AtomicI64>,
 }
 
@@ -62,11 +150,13 @@ impl Auditor {
         Auditor {
             tx: None,
             metrics: None,
+            health: Arc::new(AuditHealth::default()),
+            required: false,
             last_overflow_log: Arc::new(AtomicI64::new(0)),
         }
     }
 
-    /// An auditor writing to `store` through a queue of `capacity` events.
+    /// An auditor writing to `store` through a queue of `capacity` entries.
     /// Must be called within a tokio runtime.
     pub fn start(
         store: Arc<dyn Store>,
@@ -75,44 +165,110 @@ impl Auditor {
     ) -> (Auditor, AuditWriter) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(write_loop(rx, closed, store, metrics.clone()));
+        let health = Arc::new(AuditHealth::default());
+        let task = tokio::spawn(write_loop(
+            rx,
+            closed,
+            store,
+            metrics.clone(),
+            health.clone(),
+        ));
         (
             Auditor {
                 tx: Some(tx),
                 metrics: Some(metrics),
+                health,
+                required: false,
                 last_overflow_log: Arc::new(AtomicI64::new(0)),
             },
             AuditWriter { close, task },
         )
     }
 
-    /// Records one decision about `image` (as requested).
+    /// With `required`, doors refuse what they cannot record
+    /// (`--audit-required`).
+    pub fn with_required(mut self, required: bool) -> Auditor {
+        self.required = required;
+        self
+    }
+
+    /// Whether doors refuse what they cannot record.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// Whether the record is being written, and if not, why.
+    pub fn health(&self) -> &AuditHealth {
+        &self.health
+    }
+
+    /// Logs one decision about `image` (as requested) and adds its event to
+    /// `events`, for [`Auditor::commit`].
+    pub fn note(&self, events: &mut Vec<AuditEvent>, ctx: &Context<'_>, image: &str, d: &Decision) {
+        log(ctx, image, d);
+        if self.tx.is_some() {
+            events.push(event(ctx, image, d));
+        }
+    }
+
+    /// Writes `events` and returns once they are committed, in one
+    /// transaction with whatever else is waiting. `Err` when they could not
+    /// be recorded (the failure is counted and logged by the writer).
+    pub async fn commit(&self, events: Vec<AuditEvent>) -> Result<(), Unrecorded> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.len() as u64;
+        let (done, committed) = oneshot::channel();
+        let lost = |why: &str| {
+            if let Some(m) = &self.metrics {
+                m.audit_events("dropped_error", n);
+            }
+            Err(Unrecorded(why.to_owned()))
+        };
+        if tx
+            .send(Entry {
+                events,
+                done: Some(done),
+            })
+            .await
+            .is_err()
+        {
+            return lost("the audit writer has stopped");
+        }
+        match committed.await {
+            Ok(result) => result,
+            Err(_) => lost("the audit writer has stopped"),
+        }
+    }
+
+    /// Records one decision about `image` (as requested) after the answer:
+    /// queued, never waited for, dropped and counted when the queue is full.
     pub fn record(&self, ctx: &Context<'_>, image: &str, d: &Decision) {
         log(ctx, image, d);
+        if self.tx.is_some() {
+            self.enqueue(event(ctx, image, d));
+        }
+    }
+
+    /// Records an event that is not a decision (a failed sign-in) after the
+    /// answer, as [`Auditor::record`] does.
+    pub fn record_event(&self, e: AuditEvent) {
+        self.enqueue(e);
+    }
+
+    fn enqueue(&self, e: AuditEvent) {
         let Some(tx) = &self.tx else {
             return;
         };
-        let event = AuditEvent {
-            time_ms: now_ms(),
-            door: ctx.door.to_owned(),
-            org: ctx.org.map(str::to_owned),
-            user: ctx.user.map(str::to_owned),
-            source: ctx.source.map(str::to_owned),
-            image: d
-                .reference
-                .as_ref()
-                .map_or_else(|| image.to_owned(), |r| r.as_str().to_owned()),
-            input: image.to_owned(),
-            category: d.category.map(|c| c.code().to_owned()),
-            decision: d.verdict.as_str().to_owned(),
-            reason: d.reason.code().to_owned(),
-            mode: d.mode.as_str().to_owned(),
-            message: d.message.to_string(),
-            namespace: ctx.namespace.map(str::to_owned),
-            request: ctx.request.map(str::to_owned),
-            path: ctx.path.map(str::to_owned),
+        let entry = Entry {
+            events: vec![e],
+            done: None,
         };
-        if tx.try_send(event).is_err() {
+        if tx.try_send(entry).is_err() {
             if let Some(m) = &self.metrics {
                 m.audit_events("dropped_overflow", 1);
             }
@@ -128,6 +284,30 @@ impl Auditor {
     }
 }
 
+/// The stored event of one decision.
+fn event(ctx: &Context<'_>, image: &str, d: &Decision) -> AuditEvent {
+    AuditEvent {
+        time_ms: now_ms(),
+        door: ctx.door.to_owned(),
+        org: ctx.org.map(str::to_owned),
+        user: ctx.user.map(str::to_owned),
+        source: ctx.source.map(str::to_owned),
+        image: d
+            .reference
+            .as_ref()
+            .map_or_else(|| image.to_owned(), |r| r.as_str().to_owned()),
+        input: image.to_owned(),
+        category: d.category.map(|c| c.code().to_owned()),
+        decision: d.verdict.as_str().to_owned(),
+        reason: d.reason.code().to_owned(),
+        mode: d.mode.as_str().to_owned(),
+        message: d.message.to_string(),
+        namespace: ctx.namespace.map(str::to_owned),
+        request: ctx.request.map(str::to_owned),
+        path: ctx.path.map(str::to_owned),
+    }
+}
+
 impl AuditWriter {
     /// Stops taking events and returns once everything queued is written.
     pub async fn close(self) {
@@ -138,70 +318,167 @@ impl AuditWriter {
     }
 }
 
+/// What the writer has taken off the queue and not yet written.
+#[derive(Default)]
+struct Batch {
+    events: Vec<AuditEvent>,
+    waiting: Vec<oneshot::Sender<Result<(), Unrecorded>>>,
+}
+
+impl Batch {
+    fn add(&mut self, entry: Entry) {
+        self.events.extend(entry.events);
+        self.waiting.extend(entry.done);
+    }
+
+    fn full(&self) -> bool {
+        self.events.len() >= BATCH
+    }
+}
+
 async fn write_loop(
-    mut rx: mpsc::Receiver<AuditEvent>,
+    mut rx: mpsc::Receiver<Entry>,
     mut closed: oneshot::Receiver<()>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    health: Arc<AuditHealth>,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let writer = Writer {
+        store,
+        metrics,
+        health,
+    };
+    let mut probe = tokio::time::interval(PROBE_INTERVAL);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Batch::default();
     loop {
         tokio::select! {
             biased;
-            event = rx.recv() => match event {
-                Some(e) => batch.push(e),
+            entry = rx.recv() => match entry {
+                Some(e) => batch.add(e),
                 None => break,
             },
             _ = &mut closed => {
                 // Take nothing new; what is queued is still received below.
                 rx.close();
                 while let Some(e) = rx.recv().await {
-                    batch.push(e);
-                    if batch.len() >= BATCH {
-                        write(&store, &metrics, std::mem::take(&mut batch)).await;
+                    batch.add(e);
+                    if batch.full() {
+                        writer.write(std::mem::take(&mut batch)).await;
                     }
                 }
                 break;
             }
+            _ = probe.tick() => {
+                writer.probe().await;
+                continue;
+            }
         }
-        while batch.len() < BATCH {
+        // Group: everything already waiting goes into this transaction.
+        while !batch.full() {
             match rx.try_recv() {
-                Ok(e) => batch.push(e),
+                Ok(e) => batch.add(e),
                 Err(_) => break,
             }
         }
-        write(&store, &metrics, std::mem::take(&mut batch)).await;
+        writer.write(std::mem::take(&mut batch)).await;
     }
-    if !batch.is_empty() {
-        write(&store, &metrics, batch).await;
-    }
+    writer.write(batch).await;
 }
 
-/// Writes one batch, retrying once; a batch that still fails is dropped,
-/// counted and logged.
-async fn write(store: &Arc<dyn Store>, metrics: &Metrics, batch: Vec<AuditEvent>) {
-    if batch.is_empty() {
-        return;
-    }
-    let n = batch.len() as u64;
-    let batch = Arc::new(batch);
-    for attempt in 0..2 {
-        let (s, b) = (store.clone(), batch.clone());
-        match tokio::task::spawn_blocking(move || s.append_audit(&b)).await {
-            Ok(Ok(())) => {
-                metrics.audit_events("written", n);
-                return;
+struct Writer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    health: Arc<AuditHealth>,
+}
+
+impl Writer {
+    /// Writes one batch in one transaction, checks that the store is still
+    /// the database opened, and tells everyone waiting how it went.
+    async fn write(&self, batch: Batch) {
+        if batch.events.is_empty() {
+            for w in batch.waiting {
+                let _ = w.send(Ok(()));
             }
-            Ok(Err(e)) => {
-                tracing::error!(target: "imagegate::audit", error = %e, events = n, attempt, "cannot write audit events");
+            return;
+        }
+        let n = batch.events.len() as u64;
+        let store = self.store.clone();
+        let events = batch.events;
+        let written = tokio::task::spawn_blocking(move || {
+            let appended = store.append_audit(&events);
+            // A write into a database file that was removed or replaced
+            // succeeds and is lost: it is not a record.
+            (appended, store.probe(Probe::File))
+        })
+        .await;
+        let outcome = match written {
+            Ok((Ok(()), Ok(()))) => {
+                self.health
+                    .set(&self.health.write_failed, None, &self.metrics);
+                self.health
+                    .set(&self.health.store_failed, None, &self.metrics);
+                Ok(())
+            }
+            Ok((Ok(()), Err(e))) => {
+                let why = e.to_string();
+                self.health
+                    .set(&self.health.store_failed, Some(&why), &self.metrics);
+                Err(why)
+            }
+            Ok((Err(e), _)) => {
+                let why = e.to_string();
+                self.health
+                    .set(&self.health.write_failed, Some(&why), &self.metrics);
+                Err(why)
             }
             Err(e) => {
-                tracing::error!(target: "imagegate::audit", error = %e, events = n, attempt, "the audit write task failed");
+                let why = format!("the audit write task failed: {e}");
+                self.health
+                    .set(&self.health.write_failed, Some(&why), &self.metrics);
+                Err(why)
             }
+        };
+        match &outcome {
+            Ok(()) => {
+                self.metrics.audit_transaction();
+                self.metrics.audit_events("written", n);
+            }
+            Err(_) => self.metrics.audit_events("dropped_error", n),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let result = outcome.map_err(Unrecorded);
+        for w in batch.waiting {
+            let _ = w.send(result.clone());
+        }
     }
-    metrics.audit_events("dropped_error", n);
+
+    /// Between writes: is the store still the database opened, and (after
+    /// a failed write) can it be written again?
+    async fn probe(&self) {
+        let store = self.store.clone();
+        let write = self.health.write_failed.load(Ordering::Relaxed);
+        let check = if write { Probe::Write } else { Probe::Read };
+        let probed = tokio::task::spawn_blocking(move || store.probe(check)).await;
+        let failure = match probed {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the store probe failed: {e}")),
+        };
+        match (&failure, write) {
+            (None, true) => {
+                self.health
+                    .set(&self.health.write_failed, None, &self.metrics);
+                self.health
+                    .set(&self.health.store_failed, None, &self.metrics);
+            }
+            (None, false) => self
+                .health
+                .set(&self.health.store_failed, None, &self.metrics),
+            (Some(why), _) => self
+                .health
+                .set(&self.health.store_failed, Some(why), &self.metrics),
+        }
+    }
 }
 
 /// The log event of one decision.
@@ -603,6 +880,110 @@ mod tests {
             metrics
                 .encode()
                 .contains("imagegate_audit_events_total{result=\"written\"} 1234")
+        );
+    }
+
+    fn context(request: &str) -> Context<'_> {
+        Context {
+            door: "admission",
+            request: Some(request),
+            ..Context::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_committed_decision_is_in_the_store_when_commit_returns() {
+        let store = store();
+        let metrics = Arc::new(Metrics::new());
+        let (auditor, _writer) = Auditor::start(store.clone(), metrics, 100);
+        let d = denial();
+        for i in 0..20 {
+            let uid = format!("uid-{i}");
+            let mut events = Vec::new();
+            auditor.note(&mut events, &context(&uid), "someuser/custom-image", &d);
+            auditor.commit(events).await.unwrap();
+            // Not closed, not flushed: committed is enough.
+            let stored = store.audit_events(&AuditFilter::default()).unwrap();
+            assert_eq!(stored.len(), i + 1);
+            assert_eq!(stored[i].request.as_deref(), Some(uid.as_str()));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decisions_waiting_together_are_committed_in_one_transaction() {
+        let store = store();
+        let metrics = Arc::new(Metrics::new());
+        let (auditor, writer) = Auditor::start(store.clone(), metrics.clone(), 1000);
+        let d = denial();
+        let tasks: Vec<_> = (0..400)
+            .map(|i| {
+                let (auditor, d) = (auditor.clone(), d.clone());
+                tokio::spawn(async move {
+                    let uid = format!("uid-{i}");
+                    let mut events = Vec::new();
+                    auditor.note(&mut events, &context(&uid), "nginx", &d);
+                    auditor.note(&mut events, &context(&uid), "redis", &d);
+                    auditor.commit(events).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            store.audit_events(&AuditFilter::default()).unwrap().len(),
+            800
+        );
+        writer.close().await;
+        let text = metrics.encode();
+        let transactions: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("imagegate_audit_transactions_total "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..100).contains(&transactions),
+            "400 commits waiting together took {transactions} transactions"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removed_database_file_fails_the_commit_and_says_so() {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let dir = std::env::temp_dir().join(format!("imagegate-audit-{}", u64::from_le_bytes(b)));
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (auditor, _writer) = Auditor::start(store, metrics.clone(), 100);
+        let d = denial();
+        let mut events = Vec::new();
+        auditor.note(&mut events, &context("before"), "nginx", &d);
+        auditor.commit(events).await.unwrap();
+        assert!(auditor.health().ok());
+
+        std::fs::remove_file(dir.join(crate::store::DATABASE_FILE)).unwrap();
+        let mut events = Vec::new();
+        auditor.note(&mut events, &context("after"), "nginx", &d);
+        let e = auditor.commit(events).await.unwrap_err();
+        let expected = format!(
+            "store {}: the database file was removed while imagegate had it open",
+            dir.join(crate::store::DATABASE_FILE).display()
+        );
+        assert_eq!(e.to_string(), format!("audit log unavailable: {expected}"));
+        assert_eq!(
+            auditor.health().problem().as_deref(),
+            Some(expected.as_str())
+        );
+        let text = metrics.encode();
+        assert!(text.contains("imagegate_audit_store_up 0"), "{text}");
+        assert!(
+            text.contains("imagegate_audit_events_total{result=\"dropped_error\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("imagegate_audit_events_total{result=\"written\"} 1"),
+            "the event written to the removed file is not counted as written: {text}"
         );
     }
 

@@ -74,6 +74,9 @@ pub struct FileConfig {
     /// instead of a file.
     #[serde(default)]
     pub policy_org: Option<String>,
+    /// Refuse at every door what cannot be recorded in the audit log.
+    #[serde(default)]
+    pub audit_required: Option<bool>,
 }
 
 /// One upstream registry in the config file.
@@ -141,6 +144,8 @@ pub struct Overrides {
     pub default_org: Option<String>,
     /// `--policy-org ORG` / `IMAGEGATE_POLICY_ORG`.
     pub policy_org: Option<String>,
+    /// `--audit-required` / `IMAGEGATE_AUDIT_REQUIRED`.
+    pub audit_required: Option<bool>,
 }
 
 /// The certificate and key files of an HTTPS listener.
@@ -184,6 +189,9 @@ pub struct Config {
     pub default_org: Option<String>,
     /// The organisation whose policy the admission doors use instead of a file.
     pub policy_org: Option<String>,
+    /// Whether the doors refuse what they cannot record (registry 503
+    /// `UNAVAILABLE`, admission denied with `audit log unavailable`).
+    pub audit_required: bool,
 }
 
 /// The data directory used when none is given.
@@ -382,6 +390,7 @@ impl Config {
             allow_anonymous: allow_anonymous.is_some(),
             default_org: allow_anonymous.or(over.default_org).or(file.default_org),
             policy_org: over.policy_org.or(file.policy_org),
+            audit_required: over.audit_required.or(file.audit_required).unwrap_or(false),
             listen,
             tls,
             policy: over.policy.or(file.policy),

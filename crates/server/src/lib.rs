@@ -49,20 +49,32 @@ pub fn router(state: AppState, ready: Arc<AtomicBool>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
-            get(move || {
+            get(move |State(state): State<AppState>| {
                 let ready = ready.load(Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-                    }
-                }
+                async move { readiness(ready, &state) }
             }),
         )
         .route("/metrics", get(metrics_text))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found: imagegate serves /v2/, /token, /admission/validate, /imagepolicy, /healthz, /readyz and /metrics\n") })
         .with_state(state)
+}
+
+/// `/readyz`: 503 while shutting down, and while the audit log cannot be
+/// written (the store refuses writes, or its file was removed or replaced).
+fn readiness(ready: bool, state: &AppState) -> (StatusCode, String) {
+    if !ready {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
+    }
+    match state.audit.health().problem() {
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}: {problem}\n", audit::UNAVAILABLE),
+        ),
+        None => (StatusCode::OK, "ready\n".to_owned()),
+    }
 }
 
 /// The registry gateway and its token service: the signing key from the data
@@ -226,6 +238,12 @@ pub async fn serve(
         metrics.clone(),
         audit::QUEUE_CAPACITY,
     );
+    let auditor = auditor.with_required(config.audit_required);
+    if config.audit_required {
+        tracing::info!(
+            "--audit-required: the doors refuse what they cannot record in the audit log"
+        );
+    }
     let state = AppState {
         policy: rx,
         metrics,

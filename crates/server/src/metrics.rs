@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -71,6 +72,9 @@ pub struct Metrics {
     upstream_requests: Family<UpstreamLabels, Counter>,
     token_checks: Family<TokenCheckLabels, Counter>,
     audit_events: Family<AuditLabels, Counter>,
+    audit_store_up: Gauge,
+    audit_store_failures: Counter,
+    audit_transactions: Counter,
 }
 
 impl Default for Metrics {
@@ -134,8 +138,30 @@ impl Metrics {
             "Audit events by what became of them (written to the store, or dropped)",
             audit_events.clone(),
         );
+        let audit_store_up = Gauge::default();
+        audit_store_up.set(1);
+        registry.register(
+            "audit_store_up",
+            "1 while the audit log is being written, 0 while the store refuses it or is not the database opened",
+            audit_store_up.clone(),
+        );
+        let audit_store_failures = Counter::default();
+        registry.register(
+            "audit_store_failures",
+            "Failed audit writes and store probes (write errors, a database file removed or replaced)",
+            audit_store_failures.clone(),
+        );
+        let audit_transactions = Counter::default();
+        registry.register(
+            "audit_transactions",
+            "Transactions the audit writer committed (each holds every event that was waiting)",
+            audit_transactions.clone(),
+        );
         Metrics {
+            audit_transactions,
             audit_events,
+            audit_store_up,
+            audit_store_failures,
             upstream_requests,
             token_checks,
             registry,
@@ -193,6 +219,22 @@ impl Metrics {
         self.audit_events
             .get_or_create(&AuditLabels { result })
             .inc_by(n);
+    }
+
+    /// Counts one audit transaction committed.
+    pub fn audit_transaction(&self) {
+        self.audit_transactions.inc();
+    }
+
+    /// Counts a failed audit write or store probe; the store is down.
+    pub fn audit_store_failure(&self) {
+        self.audit_store_failures.inc();
+        self.audit_store_up.set(0);
+    }
+
+    /// The audit store takes writes again.
+    pub fn audit_store_recovered(&self) {
+        self.audit_store_up.set(1);
     }
 
     /// Counts a policy reload.

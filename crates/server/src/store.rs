@@ -108,6 +108,23 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database file is no longer the one opened: removed or replaced
+    /// while the server had it open, so what is written there is lost.
+    #[error("store {path}: the database file was {what} while imagegate had it open")]
+    Gone {
+        /// The database file.
+        path: PathBuf,
+        /// `removed`, `replaced` or `overwritten (…)`.
+        what: &'static str,
+    },
+    /// The database file cannot be created or read.
+    #[error("store {path}: {error}")]
+    File {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The data directory cannot be used.
     #[error("data directory {path}: {source}")]
     Io {
@@ -286,6 +303,19 @@ pub struct AuditFilter {
     pub offset: Option<usize>,
 }
 
+/// How deep a [`Store::probe`] looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The database is still the one opened (not removed, not replaced):
+    /// cheap enough for every audit batch.
+    File,
+    /// That, and a fresh connection reads it (a file overwritten in place is
+    /// noticed, which the open connections' caches would hide).
+    Read,
+    /// That, and it takes a write (after a failed one: a disk that was full).
+    Write,
+}
+
 /// Everything the doors and `imagegate admin` need from storage.
 pub trait Store: Send + Sync {
     /// Creates an organisation.
@@ -372,6 +402,9 @@ pub trait Store: Send + Sync {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<RefusalGroup>, StoreError>;
+    /// Whether the store is still the database opened, to the depth
+    /// `check` asks: the audit writer's health probe.
+    fn probe(&self, check: Probe) -> Result<(), StoreError>;
 }
 
 /// What counts as an attempt: every admission decision, and the gateway's
@@ -466,12 +499,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX access_requests_org ON access_requests(org, state, id);
     ALTER TABLE users ADD COLUMN administrator INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX audit_org ON audit(org, time_ms, decision, door, path);",
+    // 6: one row the audit writer's probe rewrites to learn that the store
+    // takes writes again after a failure (a disk that was full)
+    "CREATE TABLE store_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms INTEGER NOT NULL
+    );",
 ];
 
-/// The embedded SQLite store.
+/// The embedded SQLite store: one connection for writes and the doors'
+/// short lookups, and one of its own (WAL lets it read beside the writer)
+/// for the long reads of people (Activity, Insights, exports), so a long
+/// query never holds what a pull's lookup or an audit write waits for.
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    /// The database file's device and inode when opened.
+    file: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -510,31 +555,75 @@ pub fn open(data_dir: &Path, database_url: Option<&str>) -> Result<SqliteStore, 
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`. A directory it
+    /// creates is `0700`: it holds the signing key and every secret's hash.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            dir.mode(0o700);
+        }
+        dir.create(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_owned(),
             source,
         })?;
         SqliteStore::open_file(&data_dir.join(DATABASE_FILE))
     }
 
-    /// Opens (creating if needed) the store in one database file.
+    /// Opens (creating if needed) the store in one database file. A file it
+    /// creates is `0600`, and SQLite gives its WAL and shared-memory files
+    /// the same mode.
     pub fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         let db = |source| StoreError::Database {
             path: path.to_owned(),
             source,
         };
+        create_private(path).map_err(|error| StoreError::File {
+            path: path.to_owned(),
+            error,
+        })?;
         let mut conn = Connection::open(path).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        // WAL with NORMAL: a commit survives the process being killed (it is
+        // in the WAL, in the OS's cache); only a power loss can undo the last
+        // ones. This is what lets a door answer right after its commit.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         migrate(&mut conn).map_err(db)?;
+        let reader = Connection::open(path).map_err(db)?;
+        reader.pragma_update(None, "query_only", "ON").map_err(db)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            file: file_identity(path),
+        })
+    }
+
+    /// Holds the long-read connection until the guard is dropped: tests use
+    /// it to show that the doors do not wait for a long read.
+    #[doc(hidden)]
+    pub fn hold_long_reads(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn).map_err(|source| StoreError::Database {
+            path: self.path.clone(),
+            source,
         })
     }
 
@@ -551,13 +640,43 @@ impl SqliteStore {
 
     /// The schema version after migrations.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
                 [],
                 |r| r.get(0),
             )
         })
+    }
+}
+
+/// Creates `path` with mode `0600` unless it exists.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A file's device and inode, to notice it being removed or replaced.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -675,7 +794,7 @@ impl Store for SqliteStore {
     }
 
     fn org(&self, name: &str) -> Result<Option<Org>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT name, namespaces, policy FROM orgs WHERE name = ?1",
                 [name],
@@ -1019,7 +1138,7 @@ impl Store for SqliteStore {
             .limit
             .and_then(|n| i64::try_from(n).ok())
             .unwrap_or(i64::MAX);
-        self.with(|c| {
+        self.read(|c| {
             let mut q = c.prepare_cached(
                 "SELECT time_ms, door, org, user, source, image, input, category, decision, reason, mode, message, namespace, request, path
                  FROM audit
@@ -1246,6 +1365,65 @@ impl Store for SqliteStore {
             })?;
             rows.collect()
         })
+    }
+
+    fn probe(&self, check: Probe) -> Result<(), StoreError> {
+        if let Some(opened) = self.file {
+            let what = match file_identity(&self.path) {
+                None => Some("removed"),
+                Some(now) if now != opened => Some("replaced"),
+                Some(_) => None,
+            };
+            if let Some(what) = what {
+                return Err(StoreError::Gone {
+                    path: self.path.clone(),
+                    what,
+                });
+            }
+        }
+        if check == Probe::File {
+            return Ok(());
+        }
+        // The header is read from the file itself: pages in the WAL would
+        // hide a file overwritten in place from any connection.
+        let mut header = [0u8; 16];
+        std::fs::File::open(&self.path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+            .map_err(|error| StoreError::File {
+                path: self.path.clone(),
+                error,
+            })?;
+        if &header != b"SQLite format 3\0" {
+            return Err(StoreError::Gone {
+                path: self.path.clone(),
+                what: "overwritten (it no longer starts with the SQLite header)",
+            });
+        }
+        let db = |source| StoreError::Database {
+            path: self.path.clone(),
+            source,
+        };
+        let fresh = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        fresh
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(db)?;
+        drop(fresh);
+        if check == Probe::Write {
+            self.with(|c| {
+                c.execute(
+                    "INSERT INTO store_probe (id, at_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                    [now_ms()],
+                )
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -288,7 +288,7 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
         }
     };
     gw.metrics.decision(DOOR, &decision);
-    record(
+    if let Err(e) = record(
         gw,
         &caller,
         org.as_deref(),
@@ -296,7 +296,17 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
         pull.kind,
         &image,
         &decision,
-    );
+    )
+    .await
+        && gw.audit.required()
+    {
+        tracing::error!(door = DOOR, error = %e, image = %image, "refusing a pull that cannot be recorded (--audit-required)");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            audit::UNAVAILABLE,
+        );
+    }
     if !decision.is_allowed() {
         return refusal(
             gw,
@@ -343,7 +353,11 @@ async fn answer(gw: &Arc<Gateway>, request: Request<Body>) -> Response {
     response
 }
 
-fn record(
+/// Records the decision: a manifest or tag-list request's before it is
+/// answered (committed), a blob's after (queued: a pull's blobs follow its
+/// manifest, which is already recorded). Under `--audit-required` a blob is
+/// refused while the audit log cannot be written.
+async fn record(
     gw: &Gateway,
     caller: &Caller,
     org: Option<&str>,
@@ -351,20 +365,26 @@ fn record(
     kind: &'static str,
     image: &str,
     d: &Decision,
-) {
+) -> Result<(), audit::Unrecorded> {
     let source = source.map(|s| s.to_string());
-    gw.audit.record(
-        &audit::Context {
-            door: DOOR,
-            user: caller.user.as_deref(),
-            path: Some(kind),
-            org,
-            source: source.as_deref(),
-            ..audit::Context::default()
-        },
-        image,
-        d,
-    );
+    let ctx = audit::Context {
+        door: DOOR,
+        user: caller.user.as_deref(),
+        path: Some(kind),
+        org,
+        source: source.as_deref(),
+        ..audit::Context::default()
+    };
+    if kind == "blob" {
+        gw.audit.record(&ctx, image, d);
+        return match gw.audit.health().problem() {
+            Some(problem) => Err(audit::Unrecorded(problem)),
+            None => Ok(()),
+        };
+    }
+    let mut events = Vec::with_capacity(1);
+    gw.audit.note(&mut events, &ctx, image, d);
+    gw.audit.commit(events).await
 }
 
 /// The answer to a refused pull: 401 for a caller who must sign in, 403

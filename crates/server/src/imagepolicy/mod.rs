@@ -19,6 +19,7 @@ use imagegate_core::{Input, Reason, Verdict, decide};
 use crate::audit;
 use crate::body::read_body;
 use crate::state::AppState;
+use crate::store::AuditEvent;
 use wire::{API_VERSION, ImageReview, ImageReviewResponse, ImageReviewStatus, KIND};
 
 /// The door's name in metrics and audit records.
@@ -31,7 +32,17 @@ pub async fn review(State(state): State<AppState>, body: Body) -> Response {
     let started = Instant::now();
     let response = match read_body(body, state.max_body_bytes).await {
         Ok(bytes) => match parse(&bytes) {
-            Ok(review) => Json(answer(&state, &review)).into_response(),
+            Ok(review) => {
+                let mut events = Vec::new();
+                let answer = answer(&state, &review, &mut events);
+                // The answer waits until its decisions are recorded.
+                match state.audit.commit(events).await {
+                    Err(e) if state.audit.required() => {
+                        Json(unrecorded(answer, &e)).into_response()
+                    }
+                    _ => Json(answer).into_response(),
+                }
+            }
             Err(message) => invalid(message),
         },
         Err(err) => invalid(err.to_string()),
@@ -56,6 +67,19 @@ fn invalid(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
+/// Under `--audit-required`, a review whose decisions could not be recorded
+/// is refused, whatever they were.
+fn unrecorded(mut answer: ImageReviewResponse, e: &audit::Unrecorded) -> ImageReviewResponse {
+    tracing::error!(door = DOOR, error = %e, "refusing a review that cannot be recorded (--audit-required)");
+    answer.status.allowed = false;
+    answer.status.reason = audit::UNAVAILABLE.to_owned();
+    answer
+        .status
+        .audit_annotations
+        .insert("decision".to_owned(), "deny".to_owned());
+    answer
+}
+
 /// Parses an ImageReview body, saying what is wrong with one that is not.
 pub fn parse(bytes: &[u8]) -> Result<ImageReview, String> {
     let review: ImageReview = serde_json::from_slice(bytes)
@@ -69,8 +93,13 @@ pub fn parse(bytes: &[u8]) -> Result<ImageReview, String> {
     Ok(review)
 }
 
-/// Decides every image of the review.
-pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
+/// Decides every image of the review, adding the audit events of its
+/// decisions to `events` for the caller to commit before answering.
+pub fn answer(
+    state: &AppState,
+    review: &ImageReview,
+    events: &mut Vec<AuditEvent>,
+) -> ImageReviewResponse {
     let policy = state.policy();
     let spec = &review.spec;
     let namespace = (!spec.namespace.is_empty()).then_some(spec.namespace.as_str());
@@ -95,7 +124,8 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
         );
         state.metrics.decision(DOOR, &d);
         let path = format!("spec.containers[{i}]");
-        state.audit.record(
+        state.audit.note(
+            events,
             &audit::Context {
                 door: DOOR,
                 namespace,
@@ -135,7 +165,8 @@ pub fn answer(state: &AppState, review: &ImageReview) -> ImageReviewResponse {
         for d in imagegate_core::rego_refusals(&policy, &input) {
             let d = imagegate_core::decide::with_break_glass(&policy, break_glass, d);
             state.metrics.decision(DOOR, &d);
-            state.audit.record(
+            state.audit.note(
+                events,
                 &audit::Context {
                     door: DOOR,
                     namespace,

@@ -47,6 +47,8 @@ struct Setup {
     audit: Option<imagegate_server::audit::AuditWriter>,
     alice: String,
     olga: String,
+    /// The data directory (the store's file, the signing key).
+    dir: std::path::PathBuf,
 }
 
 /// A listener that accepts and drops connections, counting them.
@@ -95,6 +97,16 @@ fn setup_with(allow_anonymous: bool) -> Setup {
 }
 
 fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -> Setup {
+    setup_audited(allow_anonymous, upstream, false)
+}
+
+/// A gateway whose doors refuse what they cannot record when `required`
+/// (`--audit-required`).
+fn setup_audited(
+    allow_anonymous: bool,
+    upstream: (String, Arc<AtomicUsize>),
+    required: bool,
+) -> Setup {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
     let dir = std::env::temp_dir().join(format!("imagegate-gateway-{}", u64::from_le_bytes(b)));
@@ -121,7 +133,7 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
     let (auditor, audit) =
         imagegate_server::audit::Auditor::start(store.clone(), metrics.clone(), 1000);
     let gw = Gateway {
-        audit: auditor,
+        audit: auditor.with_required(required),
         callers: Arc::new(Callers::new(
             tokens.clone(),
             identity.clone(),
@@ -157,6 +169,7 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
         audit: Some(audit),
         alice,
         olga,
+        dir,
     }
 }
 
@@ -768,4 +781,48 @@ async fn a_manifest_that_does_not_match_the_digest_asked_for_is_refused() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["schemaVersion"], 2);
+}
+
+#[tokio::test]
+async fn a_manifest_pull_is_answered_only_once_recorded() {
+    let s = setup();
+    let token = s.token(Some(("alice", &s.alice)), "someuser/custom-image");
+    let (status, _, _) = s
+        .send(
+            Method::GET,
+            "/v2/someuser/custom-image/manifests/1",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Read as soon as the answer came: the writer was not closed or flushed.
+    let events = s
+        .store
+        .audit_events(&imagegate_server::store::AuditFilter::default())
+        .unwrap();
+    let e = events.last().expect("the refusal is in the store");
+    assert_eq!(
+        (e.image.as_str(), e.decision.as_str(), e.path.as_deref()),
+        ("docker.io/someuser/custom-image:1", "deny", Some("manifest"))
+    );
+}
+
+#[tokio::test]
+async fn with_audit_required_a_pull_that_cannot_be_recorded_is_refused_as_unavailable() {
+    let s = setup_audited(false, counting_upstream(), true);
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    std::fs::remove_file(s.dir.join(imagegate_server::store::DATABASE_FILE)).unwrap();
+    for path in [
+        "/v2/library/nginx/manifests/1.27",
+        &format!("/v2/library/nginx/blobs/{DIGEST}"),
+    ] {
+        let (status, _, body) = s.send(Method::GET, path, Some(&token)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_eq!(
+            error_of(&body),
+            ("UNAVAILABLE", "audit log unavailable"),
+            "{path}"
+        );
+    }
+    assert_eq!(s.upstream_calls(), 0, "nothing unrecorded reaches the upstream");
 }
