@@ -1552,6 +1552,28 @@ mod tests {
         assert!(s.policy_changes("nosuch", 10).unwrap().is_empty());
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_is_0700_and_the_database_and_its_wal_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "imagegate-store-{}-{}/nested",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let s = SqliteStore::open(&dir).unwrap();
+        s.create_user(&User {
+            name: "alice".into(),
+            password_hash: "h".into(),
+        })
+        .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for file in ["imagegate.db", "imagegate.db-wal", "imagegate.db-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+    }
+
     #[test]
     fn postgres_urls_are_refused_clearly() {
         let e = open(Path::new("/nonexistent"), Some("postgres://db/imagegate")).unwrap_err();
