@@ -27,7 +27,7 @@ pub struct Args {
     /// Events decided under this organisation's policy only.
     #[arg(long, value_name = "ORG")]
     org: Option<String>,
-    /// Events at this door only (gateway, admission, imagepolicy).
+    /// Events at this door only (gateway, admission, imagepolicy, token).
     #[arg(long, value_name = "DOOR")]
     door: Option<String>,
     /// Allowed or refused events only.

@@ -669,6 +669,47 @@ fn a_revoked_pat_stops_working_at_the_next_token() {
 }
 
 #[test]
+fn a_registry_token_already_issued_stops_pulling_within_two_seconds_of_token_revoke() {
+    let w = World::new();
+    let c = &w.clients;
+    let nginx = format!("docker://{}", w.reference(Img::Nginx));
+    // skopeo holds the registry token, as a long pull does: no new /token.
+    let token = w
+        .gateway
+        .token(MEMBER, &w.member_pat, "repository:library/nginx:pull");
+    let inspect = || c.skopeo(&["inspect", "--raw", "--registry-token", &token, &nginx]);
+    inspect().success();
+    let list = w
+        .gateway
+        .data()
+        .admin(&["token", "list", MEMBER], b"")
+        .success();
+    let id = list.stdout.split('\t').next().unwrap().trim().to_owned();
+    w.gateway
+        .data()
+        .admin(&["token", "revoke", MEMBER, &id], b"")
+        .success();
+    let revoked = Instant::now();
+    let refused = loop {
+        let run = inspect();
+        if !run.status.success() {
+            break run;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(2),
+            "skopeo still pulls with the registry token 2 s after token revoke"
+        );
+    };
+    assert!(
+        refused
+            .stderr
+            .contains("the personal access token it was issued for was revoked"),
+        "{refused}"
+    );
+    w.report("revoked registry token", &[("skopeo", &refused)]);
+}
+
+#[test]
 fn a_denied_images_blob_is_refused_by_digest_and_never_fetched_upstream() {
     let w = World::new();
     let name = Img::Community.name();

@@ -169,7 +169,7 @@ fn rule_description(reason: Reason) -> &'static str {
         Reason::NotAMember => "The user belongs to no organisation",
         Reason::Unresolved => "The image is named through a variable with no value",
         Reason::ParseError => "The file does not parse, so its images cannot be checked",
-        Reason::Allowed | Reason::Exempt | Reason::BreakGlass => "Allowed",
+        Reason::Allowed | Reason::Exempt | Reason::BreakGlass | Reason::OwnerBypass => "Allowed",
     }
 }
 

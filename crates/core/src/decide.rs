@@ -247,13 +247,23 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
         }),
     }
 
-    // Image access, Docker Hub only.
+    // Image access, Docker Hub only. An owner's bypass is remembered: if
+    // nothing after refuses, the decision says what it bypassed.
+    let mut bypassed = None;
     match category {
         Some(c) if policy.image_access.enabled && input.owner => {
+            if !policy.image_access.allows(c) {
+                bypassed = Some(message::category_not_allowed(c));
+            }
             trace.step(Check::ImageAccess, StepOutcome::Skip, || {
                 format!(
-                    "{} would be checked, but organisation owners bypass image access",
-                    c.images()
+                    "{} would be {}, but organisation owners bypass image access",
+                    c.images(),
+                    if policy.image_access.allows(c) {
+                        "allowed"
+                    } else {
+                        "refused"
+                    }
                 )
             });
         }
@@ -315,6 +325,14 @@ fn evaluate(policy: &Policy, input: &Input<'_>, trace: &mut impl Trace) -> Decis
         trace.step(Check::Requirements, StepOutcome::Skip, || "none".to_owned());
     }
 
+    if let Some(refusal) = bypassed {
+        return decided(
+            Reason::OwnerBypass,
+            message::owner_bypass(&refusal),
+            DecidedBy::ImageAccess,
+            reference,
+        );
+    }
     let msg = format!("image {reference} is allowed");
     decided(Reason::Allowed, msg.into(), DecidedBy::Default, reference)
 }

@@ -90,6 +90,10 @@ pub enum Reason {
     SignInRequired,
     /// A refusal overridden by a break-glass request the policy permits.
     BreakGlass,
+    /// An image access refusal that does not apply to an organisation owner
+    /// (registry door): allowed, and recorded as such with the refusal in
+    /// the message.
+    OwnerBypass,
     /// A Rego policy refused.
     RegoDenied,
     /// A signed-in user belongs to no organisation, and no default
@@ -105,7 +109,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason code.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Allowed,
         Reason::InvalidReference,
         Reason::AmbiguousReference,
@@ -116,6 +120,7 @@ impl Reason {
         Reason::Exempt,
         Reason::SignInRequired,
         Reason::BreakGlass,
+        Reason::OwnerBypass,
         Reason::RegoDenied,
         Reason::NotAMember,
         Reason::Unresolved,
@@ -135,6 +140,7 @@ impl Reason {
             Reason::Exempt => "exempt",
             Reason::SignInRequired => "sign_in_required",
             Reason::BreakGlass => "break_glass",
+            Reason::OwnerBypass => "owner_bypass",
             Reason::RegoDenied => "rego_denied",
             Reason::NotAMember => "not_a_member",
             Reason::Unresolved => "unresolved",
@@ -146,7 +152,9 @@ impl Reason {
     /// for reasons that do not refuse. Advice, not a contract.
     pub fn hint(self) -> Option<&'static str> {
         Some(match self {
-            Reason::Allowed | Reason::Exempt | Reason::BreakGlass => return None,
+            Reason::Allowed | Reason::Exempt | Reason::BreakGlass | Reason::OwnerBypass => {
+                return None;
+            }
             Reason::InvalidReference => {
                 "write the reference as [registry/]repository[:tag][@digest], in lower case"
             }
@@ -197,7 +205,10 @@ impl Reason {
 
     /// Whether this reason refuses (in `enforce` mode).
     pub fn is_refusal(self) -> bool {
-        !matches!(self, Reason::Allowed | Reason::Exempt | Reason::BreakGlass)
+        !matches!(
+            self,
+            Reason::Allowed | Reason::Exempt | Reason::BreakGlass | Reason::OwnerBypass
+        )
     }
 }
 
@@ -426,6 +437,11 @@ pub mod message {
     /// `break-glass: allowed despite: <the refusal>`.
     pub fn break_glass(refusal: &str) -> Cow<'static, str> {
         Cow::Owned(format!("break-glass: allowed despite: {refusal}"))
+    }
+
+    /// `owner bypass: allowed despite: <the image access refusal>`.
+    pub fn owner_bypass(refusal: &str) -> Cow<'static, str> {
+        Cow::Owned(format!("owner bypass: allowed despite: {refusal}"))
     }
 
     /// A workload whose containers cannot be read (admission door): refused,

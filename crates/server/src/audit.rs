@@ -665,18 +665,13 @@ impl Filters<'_> {
             Some(d @ ("allow" | "deny")) => Some(d.to_owned()),
             Some(other) => return Err(format!("decision {other:?} is not allow or deny")),
         };
-        const DOORS: [&str; 3] = [
-            crate::gateway::DOOR,
-            crate::admission::DOOR,
-            crate::imagepolicy::DOOR,
-        ];
         let door = match given(self.door) {
             None => None,
             Some(d) if DOORS.contains(&d) => Some(d.to_owned()),
             Some(other) => {
                 return Err(format!(
-                    "door {other:?} is not {}, {} or {}",
-                    DOORS[0], DOORS[1], DOORS[2]
+                    "door {other:?} is not {}, {}, {} or {}",
+                    DOORS[0], DOORS[1], DOORS[2], DOORS[3]
                 ));
             }
         };
@@ -700,6 +695,14 @@ impl Filters<'_> {
         ))
     }
 }
+
+/// Every door that records events.
+pub const DOORS: [&str; 4] = [
+    crate::gateway::DOOR,
+    crate::admission::DOOR,
+    crate::imagepolicy::DOOR,
+    crate::token::DOOR,
+];
 
 /// A filter's text, trimmed; empty is none.
 fn given(v: Option<&str>) -> Option<&str> {

@@ -95,7 +95,8 @@ fn gateway_state(
         .unwrap_or_else(|| "imagegate".to_owned());
     let tokens = Arc::new(
         token::TokenService::new(identity.clone(), signer, service)
-            .with_anonymous_pulls(config.allow_anonymous),
+            .with_anonymous_pulls(config.allow_anonymous)
+            .with_audit(audit.clone()),
     );
     let upstreams = gateway::upstream::Upstreams::new(config.upstreams.clone())?;
     for host in upstreams.hosts() {

@@ -342,6 +342,8 @@ pub trait Store: Send + Sync {
     fn tokens(&self, user: &str) -> Result<Vec<Token>, StoreError>;
     /// A token by the hash of its secret.
     fn token_by_hash(&self, hash: &str) -> Result<Option<Token>, StoreError>;
+    /// A token by its id.
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError>;
     /// Records a successful use.
     fn touch_token(&self, id: &str, at: i64) -> Result<(), StoreError>;
     /// Revokes a user's token; false when the user has no such token.
@@ -409,7 +411,7 @@ pub trait Store: Send + Sync {
 
 /// What counts as an attempt: every admission decision, and the gateway's
 /// manifest requests (a pull's blobs and tag lists are not attempts).
-const ATTEMPT: &str = "(door <> 'gateway' OR path IS NULL OR path = 'manifest')";
+const ATTEMPT: &str = "(door IN ('admission', 'imagepolicy') OR (door = 'gateway' AND (path IS NULL OR path = 'manifest')))";
 
 /// The migrations, in order; the store records which have run.
 const MIGRATIONS: &[&str] = &[
@@ -957,6 +959,17 @@ impl Store for SqliteStore {
             c.query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"),
                 [hash],
+                token_row,
+            )
+            .optional()
+        })
+    }
+
+    fn token(&self, id: &str) -> Result<Option<Token>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
                 token_row,
             )
             .optional()

@@ -21,6 +21,13 @@ pub use crate::throttle::{FAILURE_WINDOW, MAX_FAILURES};
 
 /// How long an issued token lives.
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+/// The clock skew allowed between this server and another replica (or
+/// itself) when checking a token's `exp`, `nbf` and `iat`, in seconds.
+pub const CLOCK_SKEW: u64 = 5;
+/// The door's name in metrics and audit records (failed sign-ins).
+pub const DOOR: &str = "token";
+/// The reason code of a failed sign-in in the audit record.
+pub const SIGN_IN_FAILED: &str = "sign_in_failed";
 /// The signing key's file in the data directory.
 pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
 
@@ -153,6 +160,11 @@ pub struct Claims {
     pub jti: String,
     /// What it grants.
     pub access: Vec<Access>,
+    /// The id of the personal access token it was issued for (none for an
+    /// anonymous token): the gateway checks that token's state every
+    /// second, so a revocation or expiry stops pulls within two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pat: Option<String>,
 }
 
 /// A requested scope, parsed as distribution does: type before the first
@@ -239,6 +251,8 @@ pub struct TokenService {
     /// Whether anonymous callers' tokens carry pull access (the deployment
     /// allows anonymous pulls under a default organisation's policy).
     anonymous_pulls: bool,
+    /// Where failed sign-ins are recorded.
+    audit: crate::audit::Auditor,
 }
 
 impl TokenService {
@@ -250,7 +264,14 @@ impl TokenService {
             service: service.into(),
             failures: SignInThrottle::default(),
             anonymous_pulls: false,
+            audit: crate::audit::Auditor::disabled(),
         }
+    }
+
+    /// Records failed sign-ins in `audit`.
+    pub fn with_audit(mut self, audit: crate::audit::Auditor) -> TokenService {
+        self.audit = audit;
+        self
     }
 
     /// Lets anonymous callers' tokens carry pull access.
@@ -272,19 +293,22 @@ impl TokenService {
         source: Option<IpAddr>,
         scopes: &[String],
     ) -> Result<TokenResponse, TokenError> {
-        let subject = match credentials {
-            None => String::new(),
+        let (subject, pat) = match credentials {
+            None => (String::new(), None),
             Some((user, secret)) => {
                 let mut keys = vec![format!("user:{user}")];
                 keys.extend(source.map(|ip| format!("ip:{ip}")));
                 if self.failures.limited(&keys) {
+                    self.record_failure(user, source, scopes, &TokenError::RateLimited);
                     return Err(TokenError::RateLimited);
                 }
                 match self.identity.sign_in(user, secret) {
-                    Ok(_) => user.to_owned(),
+                    Ok(token) => (user.to_owned(), Some(token.id)),
                     Err(e) => {
                         self.failures.failed(keys);
-                        return Err(e.into());
+                        let e = TokenError::from(e);
+                        self.record_failure(user, source, scopes, &e);
+                        return Err(e);
                     }
                 }
             }
@@ -317,6 +341,7 @@ impl TokenService {
             iat,
             jti: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
             access,
+            pat,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.signer.kid.clone());
@@ -332,15 +357,55 @@ impl TokenService {
         })
     }
 
-    /// Verifies a token presented to a registry endpoint: signature, expiry,
-    /// audience.
+    /// Verifies a token presented to a registry endpoint: signature,
+    /// audience, and its times (`exp` passed, `nbf` and `iat` not yet
+    /// reached), each with [`CLOCK_SKEW`].
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_audience(&[&self.service]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &self.signer.decoding, &validation)
+        validation.leeway = CLOCK_SKEW;
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.signer.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let skew = i64::try_from(CLOCK_SKEW).unwrap_or(0);
+        if claims.iat > crate::store::now() + skew {
+            return Err(TokenError::Invalid(
+                "the token's issue time (iat) is in the future".to_owned(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// Records a failed sign-in: the token door, the user named, the source
+    /// address, what was asked for, and why it failed.
+    fn record_failure(
+        &self,
+        user: &str,
+        source: Option<IpAddr>,
+        scopes: &[String],
+        e: &TokenError,
+    ) {
+        tracing::info!(target: "imagegate::audit", door = DOOR, user, source = source.map(|s| s.to_string()), error = %e, "sign-in failed");
+        let asked = scopes
+            .iter()
+            .filter_map(|s| parse_scope(s))
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.audit.record_event(crate::store::AuditEvent {
+            time_ms: crate::store::now_ms(),
+            door: DOOR.to_owned(),
+            user: Some(user.to_owned()),
+            source: source.map(|s| s.to_string()),
+            image: asked.clone(),
+            input: asked,
+            decision: "deny".to_owned(),
+            reason: SIGN_IN_FAILED.to_owned(),
+            mode: "enforce".to_owned(),
+            message: e.to_string(),
+            ..crate::store::AuditEvent::default()
+        });
     }
 }
 
@@ -501,6 +566,117 @@ mod tests {
         assert!(s.verify("not.a.jwt").is_err());
     }
 
+    /// A token signed by `s` with `claims` changed by `change`.
+    fn signed(s: &TokenService, change: impl FnOnce(&mut Claims)) -> String {
+        let now = crate::store::now();
+        let mut claims = Claims {
+            iss: s.service.clone(),
+            sub: "alice".into(),
+            aud: s.service.clone(),
+            exp: now + 300,
+            nbf: now - 1,
+            iat: now,
+            jti: "j".into(),
+            access: vec![],
+            pat: None,
+        };
+        change(&mut claims);
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(s.signer.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &s.signer.encoding).unwrap()
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_or_issued_in_the_future_are_refused() {
+        let (s, _) = service();
+        let now = crate::store::now();
+        assert!(s.verify(&signed(&s, |_| {})).is_ok());
+        let e = s
+            .verify(&signed(&s, |c| c.nbf = now + 3600))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid token: "), "{e}");
+        let e = s
+            .verify(&signed(&s, |c| c.iat = now + 3600))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "invalid token: the token's issue time (iat) is in the future"
+        );
+        // A small skew between clocks is allowed.
+        assert!(s.verify(&signed(&s, |c| c.nbf = now + 3)).is_ok());
+        assert!(s.verify(&signed(&s, |c| c.iat = now + 3)).is_ok());
+        assert!(s.verify(&signed(&s, |c| c.exp = now - 60)).is_err());
+    }
+
+    #[test]
+    fn a_token_names_the_personal_access_token_it_was_issued_for() {
+        let (s, pat) = service();
+        let t = s.issue(Some(("alice", &pat)), None, &[]).unwrap();
+        let id = s.identity.store().tokens("alice").unwrap()[0].id.clone();
+        assert_eq!(s.verify(&t.token).unwrap().pat, Some(id));
+        let anonymous = s.issue(None, None, &[]).unwrap();
+        assert_eq!(s.verify(&anonymous.token).unwrap().pat, None);
+    }
+
+    #[tokio::test]
+    async fn failed_sign_ins_are_recorded_as_the_token_doors_with_user_and_source() {
+        let (s, _) = service();
+        let store = s.identity.store().clone();
+        let (auditor, writer) = crate::audit::Auditor::start(
+            store.clone(),
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            100,
+        );
+        let s = s.with_audit(auditor);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let scope = ["repository:library/nginx:pull".to_owned()];
+        let _ = s.issue(Some(("alice", "igpat_wrong")), Some(ip), &scope);
+        let _ = s.issue(Some(("alice", "correct horse battery")), Some(ip), &[]);
+        writer.close().await;
+        let events = store
+            .audit_events(&crate::store::AuditFilter::default())
+            .unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.door.as_str(),
+                    e.user.as_deref(),
+                    e.source.as_deref(),
+                    e.decision.as_str(),
+                    e.reason.as_str(),
+                    e.message.as_str(),
+                    e.image.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "token",
+                    Some("alice"),
+                    Some("192.0.2.7"),
+                    "deny",
+                    "sign_in_failed",
+                    "invalid username or personal access token",
+                    "library/nginx"
+                ),
+                (
+                    "token",
+                    Some("alice"),
+                    Some("192.0.2.7"),
+                    "deny",
+                    "sign_in_failed",
+                    "sign in with a personal access token, not the account password",
+                    ""
+                )
+            ]
+        );
+    }
+
     #[test]
     fn the_signing_key_is_generated_once_and_kept() {
         let mut b = [0u8; 8];
@@ -644,11 +820,17 @@ pub mod http {
             .flat_map(|(_, v)| v.split(' ').map(str::to_owned))
             .collect();
         let ip = source(&request);
-        answer(service.issue(
-            credentials.as_ref().map(|(u, s)| (u.as_str(), s.as_str())),
-            ip,
-            &scopes,
-        ))
+        // Signing in reads the store (and, for a password, runs argon2): off
+        // the runtime's threads.
+        let issued = tokio::task::spawn_blocking(move || {
+            service.issue(
+                credentials.as_ref().map(|(u, s)| (u.as_str(), s.as_str())),
+                ip,
+                &scopes,
+            )
+        })
+        .await;
+        answer(issued.unwrap_or_else(|e| Err(TokenError::Signing(e.to_string()))))
     }
 
     async fn post_token(
@@ -695,12 +877,16 @@ pub mod http {
                 "username and password are required".to_owned(),
             );
         };
+        let (user, secret) = (user.to_owned(), secret.to_owned());
         let scopes: Vec<String> = field("scope")
             .unwrap_or_default()
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        answer(service.issue(Some((user, secret)), ip, &scopes))
+        let issued =
+            tokio::task::spawn_blocking(move || service.issue(Some((&user, &secret)), ip, &scopes))
+                .await;
+        answer(issued.unwrap_or_else(|e| Err(TokenError::Signing(e.to_string()))))
     }
 }

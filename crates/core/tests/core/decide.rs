@@ -366,3 +366,35 @@ fn access_refusals_are_image_access_and_registry_access_only() {
     );
     assert!(access.iter().all(|r| r.is_refusal()));
 }
+
+#[test]
+fn an_owners_bypass_is_its_own_reason_naming_the_refusal_it_bypassed() {
+    let p = policy(CORP);
+    let owner = |image| {
+        decide(
+            &p,
+            &Input {
+                image,
+                owner: true,
+                ..Input::default()
+            },
+        )
+    };
+    let d = owner("someuser/custom-image:1");
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.reason, Reason::OwnerBypass);
+    assert_eq!(d.reason.code(), "owner_bypass");
+    assert_eq!(
+        d.message,
+        "owner bypass: allowed despite: image access denied: community images not allowed"
+    );
+    assert_eq!(d.decided_by, DecidedBy::ImageAccess);
+    assert!(!d.is_would_be_denial(), "a bypass is not a warning");
+    // Nothing to bypass: a plain allow.
+    assert_eq!(owner("nginx:1.25").reason, Reason::Allowed);
+    // A member gets the refusal the owner bypassed.
+    assert_eq!(
+        decide(&p, &Input::image("someuser/custom-image:1")).message,
+        "image access denied: community images not allowed"
+    );
+}

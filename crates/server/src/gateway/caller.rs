@@ -128,10 +128,19 @@ impl Callers {
             }
         };
         let this = self.clone();
-        let caller = tokio::task::spawn_blocking(move || this.caller(claims))
+        let resolved = tokio::task::spawn_blocking(move || this.caller(claims))
             .await
             .map_err(|e| TokenError::Invalid(format!("resolving the caller failed: {e}")))?;
-        let caller = Arc::new(caller);
+        let caller = match resolved {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                self.remembered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(token);
+                return Err(e);
+            }
+        };
         let mut remembered = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
         if remembered.len() >= MAX_TOKENS {
             remembered.retain(|_, r| r.caller.claims.exp > unix_now);
@@ -149,10 +158,52 @@ impl Callers {
         Ok(caller)
     }
 
-    /// Reads the caller's organisations and compiles (or reuses) their policies.
-    fn caller(&self, claims: Claims) -> Caller {
+    /// Checks that the personal access token the registry token was issued
+    /// for still signs its user in (not revoked, not expired, not removed
+    /// with its user), reads the caller's organisations and compiles (or
+    /// reuses) their policies.
+    fn caller(&self, claims: Claims) -> Result<Caller, TokenError> {
         let user = (!claims.sub.is_empty()).then(|| claims.sub.clone());
-        let memberships = match &user {
+        let pat_state = match (&user, &claims.pat) {
+            (Some(user), Some(pat)) => self.pat_state(user, pat),
+            _ => Ok(()),
+        };
+        let memberships = match (&user, pat_state) {
+            (_, Err(Some(e))) => return Err(e),
+            (_, Err(None)) => Err(Refusal::StoreUnavailable),
+            (user, Ok(())) => self.memberships(user.as_deref()),
+        };
+        Ok(Caller {
+            claims,
+            user,
+            memberships,
+        })
+    }
+
+    /// `Err(Some)` when the token no longer signs `user` in, `Err(None)`
+    /// when the store cannot say.
+    fn pat_state(&self, user: &str, pat: &str) -> Result<(), Option<TokenError>> {
+        let token = self.identity.store().token(pat).map_err(|e| {
+            tracing::error!(user, error = %e, "cannot read the personal access token");
+            None
+        })?;
+        let now = crate::store::now();
+        let refused = |why: &str| {
+            Err(Some(TokenError::Invalid(format!(
+                "the personal access token it was issued for {why}"
+            ))))
+        };
+        match token {
+            Some(t) if t.user != user => refused("belongs to another user"),
+            Some(t) if t.revoked.is_some() => refused("was revoked"),
+            Some(t) if t.expires.is_some_and(|e| e <= now) => refused("has expired"),
+            Some(_) => Ok(()),
+            None => refused("no longer exists"),
+        }
+    }
+
+    fn memberships(&self, user: Option<&str>) -> Result<Vec<Membership>, Refusal> {
+        match user {
             None if !self.allow_anonymous => Err(Refusal::SignInRequired),
             None => self.default_membership(),
             Some(user) => match self.identity.memberships(user).map(|mut list| {
@@ -175,11 +226,6 @@ impl Callers {
                     })
                     .collect(),
             },
-        };
-        Caller {
-            claims,
-            user,
-            memberships,
         }
     }
 
@@ -307,6 +353,7 @@ mod tests {
                 iat: 0,
                 jti: "j".into(),
                 access: vec![],
+                pat: None,
             },
             user: Some("alice".into()),
             memberships: Ok(m),

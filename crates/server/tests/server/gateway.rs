@@ -351,6 +351,26 @@ async fn an_owner_bypasses_image_access_and_reaches_the_upstream() {
         )
     );
     assert!(s.upstream_calls() >= 1);
+    // Recorded as the bypass it is, not as a plain allow.
+    let events = s
+        .store
+        .audit_events(&imagegate_server::store::AuditFilter::default())
+        .unwrap();
+    let e = events.last().unwrap();
+    assert_eq!(
+        (
+            e.user.as_deref(),
+            e.decision.as_str(),
+            e.reason.as_str(),
+            e.message.as_str()
+        ),
+        (
+            Some("olga"),
+            "allow",
+            "owner_bypass",
+            "owner bypass: allowed despite: image access denied: community images not allowed"
+        )
+    );
     // Owners do not bypass registry access.
     let token = s.token(Some(("olga", &s.olga)), "ghcr.io/corp/app");
     let (status, _, body) = s
@@ -803,7 +823,11 @@ async fn a_manifest_pull_is_answered_only_once_recorded() {
     let e = events.last().expect("the refusal is in the store");
     assert_eq!(
         (e.image.as_str(), e.decision.as_str(), e.path.as_deref()),
-        ("docker.io/someuser/custom-image:1", "deny", Some("manifest"))
+        (
+            "docker.io/someuser/custom-image:1",
+            "deny",
+            Some("manifest")
+        )
     );
 }
 
@@ -824,5 +848,47 @@ async fn with_audit_required_a_pull_that_cannot_be_recorded_is_refused_as_unavai
             "{path}"
         );
     }
-    assert_eq!(s.upstream_calls(), 0, "nothing unrecorded reaches the upstream");
+    assert_eq!(
+        s.upstream_calls(),
+        0,
+        "nothing unrecorded reaches the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_personal_access_token_stops_its_registry_tokens_within_two_seconds() {
+    let s = setup();
+    let token = s.token(Some(("alice", &s.alice)), "library/nginx");
+    let pull = || {
+        s.send(
+            Method::GET,
+            "/v2/library/nginx/manifests/1.27",
+            Some(&token),
+        )
+    };
+    // Allowed: it reaches the (connection-dropping) upstream.
+    assert_eq!(pull().await.0, StatusCode::BAD_GATEWAY);
+    let id = s.store.tokens("alice").unwrap()[0].id.clone();
+    s.identity.revoke_token("alice", &id).unwrap();
+    let revoked = std::time::Instant::now();
+    let (status, headers, body) = loop {
+        let answer = pull().await;
+        if answer.0 != StatusCode::BAD_GATEWAY {
+            break answer;
+        }
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(2),
+            "the registry token still pulls 2 s after its personal access token was revoked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        error_of(&body),
+        (
+            "UNAUTHORIZED",
+            "invalid token: the personal access token it was issued for was revoked"
+        )
+    );
+    assert!(headers.contains_key("www-authenticate"));
 }
