@@ -1,11 +1,12 @@
 //! The registry gateway in process: what is refused before any upstream is
 //! called, and in which words. The upstream here is a TCP listener that counts
 //! connections and answers none (a real upstream registry is in tests/e2e):
-//! a refused request must leave the count at zero.
+//! a refused request must leave the count at zero. A hostile upstream (a test
+//! double) names token realms where the gateway's credentials must not go.
 
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::net::{IpAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -95,6 +96,23 @@ fn setup_with(allow_anonymous: bool) -> Setup {
 }
 
 fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -> Setup {
+    let (url, upstream_connections) = upstream;
+    let configs = ["docker.io", "ghcr.io"]
+        .map(|host| UpstreamConfig {
+            host: host.into(),
+            url: url.clone(),
+            credentials: None,
+            auth_hosts: vec![],
+        })
+        .to_vec();
+    setup_configs(allow_anonymous, configs, upstream_connections)
+}
+
+fn setup_configs(
+    allow_anonymous: bool,
+    configs: Vec<UpstreamConfig>,
+    upstream_connections: Arc<AtomicUsize>,
+) -> Setup {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
     let dir = std::env::temp_dir().join(format!("imagegate-gateway-{}", u64::from_le_bytes(b)));
@@ -116,7 +134,6 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
         )
         .with_anonymous_pulls(allow_anonymous),
     );
-    let (url, upstream_connections) = upstream;
     let metrics = Arc::new(Metrics::new());
     let (auditor, audit) =
         imagegate_server::audit::Auditor::start(store.clone(), metrics.clone(), 1000);
@@ -129,21 +146,7 @@ fn setup_upstream(allow_anonymous: bool, upstream: (String, Arc<AtomicUsize>)) -
             allow_anonymous,
             metrics.clone(),
         )),
-        upstreams: Upstreams::new(vec![
-            UpstreamConfig {
-                host: "docker.io".into(),
-                url: url.clone(),
-                credentials: None,
-                auth_hosts: vec![],
-            },
-            UpstreamConfig {
-                host: "ghcr.io".into(),
-                url,
-                credentials: None,
-                auth_hosts: vec![],
-            },
-        ])
-        .unwrap(),
+        upstreams: Upstreams::new(configs).unwrap(),
         public_url: Some(format!("https://{SERVICE}")),
         tls: true,
         metrics,
@@ -768,4 +771,169 @@ async fn a_manifest_that_does_not_match_the_digest_asked_for_is_refused() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["schemaVersion"], 2);
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A hostile upstream (a test double: a real registry does not turn on the
+/// gateway that pulls from it). It listens on `ip`, keeps the head of every
+/// request it is sent, and answers each with the whole HTTP/1.1 response
+/// `answer` makes of that head.
+struct Hostile {
+    url: String,
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hostile {
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn hostile_upstream(ip: IpAddr, answer: impl Fn(&str) -> String + Send + 'static) -> Hostile {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = String::new();
+            {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    head.push_str(&line);
+                    line.clear();
+                }
+            }
+            let response = answer(&head);
+            kept.lock().unwrap().push(head);
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    Hostile {
+        url: format!("http://{addr}"),
+        port: addr.port(),
+        heads,
+    }
+}
+
+/// Whether a request head has a header line starting `line` (any case).
+fn has_header(head: &str, line: &str) -> bool {
+    head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with(&line.to_ascii_lowercase())
+    })
+}
+
+fn blob_answer(bytes: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bytes}",
+        bytes.len()
+    )
+}
+
+fn challenge_answer(value: &str) -> String {
+    format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {value}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn token_answer(token: &str) -> String {
+    let body = format!("{{\"token\":\"{token}\",\"expires_in\":300}}");
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The gateway with the hostile upstream at `url` as Docker Hub.
+fn setup_hostile(url: &str, credentials: Option<(&str, &str)>, auth_hosts: Vec<String>) -> Setup {
+    setup_configs(
+        false,
+        vec![UpstreamConfig {
+            host: "docker.io".into(),
+            url: url.into(),
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+            auth_hosts,
+        }],
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+impl Setup {
+    /// Alice pulls a blob of `repository`: the status and the body.
+    async fn pull_blob(&self, repository: &str) -> (StatusCode, String) {
+        let token = self.token(Some(("alice", &self.alice)), repository);
+        let request = Request::get(format!("/v2/{repository}/blobs/{DIGEST}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn upstream_credentials_are_not_sent_to_a_token_realm_on_another_port() {
+    let realm = hostile_upstream(LOOPBACK, |_| token_answer("anonymous"));
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"hostile\"", realm.url);
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if has_header(head, "authorization: bearer anonymous") {
+            blob_answer("layer bytes")
+        } else {
+            challenge_answer(&challenge)
+        }
+    });
+    let s = setup_hostile(&upstream.url, Some(("corp-bot", "secret")), vec![]);
+    let (status, body) = s.pull_blob("library/nginx").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "layer bytes"));
+    let asked = realm.heads();
+    assert_eq!(asked.len(), 1, "the realm is asked, anonymously");
+    assert!(
+        !has_header(&asked[0], "authorization:"),
+        "a realm on another port of the upstream's host got the credentials:\n{}",
+        asked[0]
+    );
+}
+
+#[tokio::test]
+async fn an_auth_host_receives_the_credentials_only_on_the_port_it_is_configured_with() {
+    let realm = hostile_upstream(LOOPBACK, |_| token_answer("t"));
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"hostile\"", realm.url);
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if has_header(head, "authorization: bearer t") {
+            blob_answer("layer bytes")
+        } else {
+            challenge_answer(&challenge)
+        }
+    });
+    // base64("corp-bot:secret")
+    let basic = "authorization: basic Y29ycC1ib3Q6c2VjcmV0";
+    let cases = [
+        (format!("127.0.0.1:{}", realm.port), true),
+        ("127.0.0.1".to_owned(), false),
+        ("127.0.0.1:80".to_owned(), false),
+    ];
+    for (i, (auth_host, receives)) in cases.iter().enumerate() {
+        let s = setup_hostile(
+            &upstream.url,
+            Some(("corp-bot", "secret")),
+            vec![auth_host.clone()],
+        );
+        let (status, _) = s.pull_blob("library/nginx").await;
+        assert_eq!(status, StatusCode::OK, "authHosts: [{auth_host}]");
+        let head = &realm.heads()[i];
+        assert_eq!(
+            has_header(head, basic),
+            *receives,
+            "authHosts: [{auth_host}], realm on port {}:\n{head}",
+            realm.port
+        );
+    }
 }
