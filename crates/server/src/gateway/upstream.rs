@@ -4,17 +4,21 @@
 //! until they expire. Credentials go only to the upstream's own scheme, host
 //! and port, or an auth host configured for it (`host` meaning the scheme's
 //! default port, or `host:port`), never to whatever realm a challenge names.
+//! Redirects are followed as [`egress`] decides, and a refused one is
+//! [`UpstreamError::Redirect`], not an unreachable upstream.
 //! Bodies are not read here: callers stream them.
 
 use std::collections::HashMap;
-use std::net::Ipv6Addr;
-use std::sync::Mutex;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use imagegate_core::reference::is_docker_hub_host;
 use reqwest::Url;
 use serde::Deserialize;
+
+use super::egress::{self, Listeners, Refusal, Refused};
 
 /// The key Docker Hub's upstream is filed under.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -97,6 +101,16 @@ pub enum UpstreamError {
         /// What went wrong.
         message: String,
     },
+    /// The upstream redirected where the gateway does not go.
+    #[error("upstream {host} redirected to {target}, which the gateway does not follow: {why}")]
+    Redirect {
+        /// The upstream.
+        host: String,
+        /// Where to, without query or user info (or the name that was refused).
+        target: String,
+        /// Why not.
+        why: Refusal,
+    },
 }
 
 /// A host that may receive an upstream's credentials, parsed from
@@ -170,6 +184,8 @@ pub struct Upstream {
 pub struct Upstreams {
     by_host: HashMap<String, Upstream>,
     client: reqwest::Client,
+    /// Where the gateway itself listens: never a redirect's target.
+    listeners: Arc<Listeners>,
 }
 
 /// A configuration problem with one upstream.
@@ -320,10 +336,21 @@ impl Upstreams {
                 },
             );
         }
+        // The names the gateway was configured with may resolve anywhere
+        // (a registry beside it on loopback); any other name is screened.
+        let resolver = egress::Resolver::new(by_host.values().flat_map(|u: &Upstream| {
+            u.base
+                .host_str()
+                .map(str::to_owned)
+                .into_iter()
+                .chain(u.auth_hosts.iter().map(|a| a.host.clone()))
+        }));
+        let listeners = Arc::new(Listeners::default());
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy(listeners.clone()))
+            .dns_resolver(resolver)
             // HTTP/1.1 upstream: large reads with no flow-control windows on
             // the blob path (measured in bench/gateway.sh); concurrency
             // comes from the connection pool.
@@ -334,7 +361,17 @@ impl Upstreams {
                 host: String::new(),
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Upstreams { by_host, client })
+        Ok(Upstreams {
+            by_host,
+            client,
+            listeners,
+        })
+    }
+
+    /// Tells the upstreams where the gateway listens, once bound: no
+    /// redirect is followed to those addresses.
+    pub fn set_listeners(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.listeners.set(addrs);
     }
 
     /// The upstream serving registry `host` (Docker Hub under any of its names).
@@ -377,10 +414,31 @@ impl Upstreams {
             let response = request
                 .send()
                 .await
-                .map_err(|source| UpstreamError::Unreachable {
-                    host: upstream.config.host.clone(),
-                    source,
+                .map_err(|source| match Refused::find(&source) {
+                    Some(refused) => UpstreamError::Redirect {
+                        host: upstream.config.host.clone(),
+                        target: refused.target.clone(),
+                        why: refused.why.clone(),
+                    },
+                    None => UpstreamError::Unreachable {
+                        host: upstream.config.host.clone(),
+                        source,
+                    },
                 })?;
+            // A redirect to a name is screened by DNS class only; the
+            // address it reached shows whether that was the gateway itself.
+            // The answer is dropped unread.
+            if response.url() != &url
+                && let Some(peer) = response.remote_addr()
+                && let Some(own) =
+                    egress::own_listener(peer, &self.listeners.get(), &egress::is_local_address)
+            {
+                return Err(UpstreamError::Redirect {
+                    host: upstream.config.host.clone(),
+                    target: egress::shown(response.url()),
+                    why: Refusal::OwnListener(own),
+                });
+            }
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return Ok(response);
             }
@@ -442,10 +500,10 @@ impl Upstreams {
                 );
             }
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot reach {realm}: {e}")))?;
+        let mut response = request.send().await.map_err(|e| match Refused::find(&e) {
+            Some(refused) => fail(format!("{realm} is not asked: {}", refused.why)),
+            None => fail(format!("cannot reach {realm}: {e}")),
+        })?;
         if !response.status().is_success() {
             return Err(fail(format!("{realm} answered {}", response.status())));
         }
@@ -534,6 +592,31 @@ impl Upstream {
             && realm.port_or_known_default() == self.base.port_or_known_default();
         own || self.auth_hosts.iter().any(|a| a.admits(realm))
     }
+}
+
+/// The client's redirect policy: [`egress::follow`] for each hop, from the
+/// chain's first URL (the upstream's, or a token realm's), against the
+/// gateway's listeners as they are when the redirect comes.
+fn redirect_policy(listeners: Arc<Listeners>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // reqwest lists the URLs requested so far: the hop is their count.
+        let hop = attempt.previous().len();
+        let origin = attempt.previous().first().unwrap_or(attempt.url());
+        let decided = egress::follow(
+            origin,
+            attempt.url(),
+            hop,
+            &listeners.get(),
+            &egress::is_local_address,
+        );
+        match decided {
+            Ok(()) => attempt.follow(),
+            Err(why) => {
+                let target = egress::shown(attempt.url());
+                attempt.error(Refused { target, why })
+            }
+        }
+    })
 }
 
 fn host_key(host: &str) -> String {
