@@ -258,13 +258,18 @@ pub async fn serve(
         identity.clone(),
         config.tls.is_some(),
     ));
-    let gateway = gateway_state(&config, identity, state.metrics.clone(), auditor)?;
+    let gateway = Arc::new(gateway_state(
+        &config,
+        identity,
+        state.metrics.clone(),
+        auditor,
+    )?);
     let tokens = gateway.callers.token_service().clone();
     let app = router(state, ready.clone())
         .merge(api::routes(api))
         .merge(console::routes(console))
         .merge(token::http::routes(tokens))
-        .merge(gateway::routes(Arc::new(gateway)));
+        .merge(gateway::routes(gateway.clone()));
 
     let handle = axum_server::Handle::<SocketAddr>::new();
     {
@@ -292,7 +297,7 @@ pub async fn serve(
     }
     let addr = config.listen;
     let io = |source| ServeError::Io { addr, source };
-    let served = match &config.tls {
+    let rustls = match &config.tls {
         Some(files) => {
             let rustls = tls::load(files).await?;
             tokio::spawn(tls::watch(
@@ -300,18 +305,29 @@ pub async fn serve(
                 files.clone(),
                 config.reload_interval,
             ));
-            axum_server::bind_rustls(addr, rustls)
-                .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .map_err(io)
+            Some(rustls)
         }
-        None => axum_server::bind(addr)
-            .handle(handle)
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .map_err(io),
+        None => None,
     };
+    // Bound here, not by the server, so the upstreams know the address
+    // (port 0 is chosen now) before the first request: no upstream
+    // redirect may lead back to the gateway.
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    gateway
+        .upstreams
+        .set_listeners([listener.local_addr().map_err(io)?]);
+    let server = axum_server::Server::from_listener(listener).handle(handle);
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match rustls {
+        Some(rustls) => {
+            server
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(rustls))
+                .serve(service)
+                .await
+        }
+        None => server.serve(service).await,
+    }
+    .map_err(io);
     // In-flight requests are done: write every audit event they queued.
     audit_writer.close().await;
     tracing::info!("audit log flushed; stopped");

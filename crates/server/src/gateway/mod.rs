@@ -3,9 +3,11 @@
 //! anything else), authenticated (a Bearer token from `/token`), decided by
 //! `core::decide` under the caller's organisations' policies, recorded, and
 //! only then relayed to the upstream serving that registry, streaming. A
-//! refused pull makes no upstream request at all.
+//! refused pull makes no upstream request at all, and an upstream's redirect
+//! is followed only where [`egress`] allows.
 
 pub mod caller;
+pub mod egress;
 pub mod route;
 pub mod upstream;
 pub mod wire;
@@ -25,7 +27,7 @@ use sha2::Digest as _;
 
 use self::caller::{Caller, Callers, decide_for};
 use self::route::{ManifestRef, Route, RouteError, route};
-use self::upstream::{Upstream, Upstreams};
+use self::upstream::{Upstream, UpstreamError, Upstreams};
 use self::wire::{ErrorBody, ErrorCode};
 use crate::audit;
 use crate::metrics::Metrics;
@@ -533,6 +535,10 @@ async fn relay(
         .await
     {
         Ok(a) => a,
+        Err(e @ UpstreamError::Redirect { .. }) => {
+            tracing::warn!(error = %e, upstream = %upstream.host(), repository, "upstream redirect not followed");
+            return error(StatusCode::BAD_GATEWAY, ErrorCode::Denied, e.to_string());
+        }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %upstream.host(), repository, "upstream request failed");
             return error(

@@ -1,17 +1,24 @@
 //! The registries behind the gateway: one [`Upstream`] per registry host, each
 //! with its URL and optional credentials, reached anonymously, with Basic
 //! auth, or through its own Bearer token flow (Docker Hub's), tokens cached
-//! until they expire. Credentials go only to the upstream's own host or an
-//! auth host configured for it, never to whatever realm a challenge names.
+//! until they expire. Credentials go only to the upstream's own scheme, host
+//! and port, or an auth host configured for it (`host` meaning the scheme's
+//! default port, or `host:port`), never to whatever realm a challenge names.
+//! Redirects are followed as [`egress`] decides, and a refused one is
+//! [`UpstreamError::Redirect`], not an unreachable upstream.
 //! Bodies are not read here: callers stream them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use imagegate_core::reference::is_docker_hub_host;
+use reqwest::Url;
 use serde::Deserialize;
+
+use super::egress::{self, Listeners, Refusal, Refused};
 
 /// The key Docker Hub's upstream is filed under.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -40,7 +47,8 @@ pub struct UpstreamConfig {
     pub url: String,
     /// Username and password (or token) for it.
     pub credentials: Option<(String, String)>,
-    /// Token service hosts the credentials may also be sent to.
+    /// Token service hosts the credentials may also be sent to: `host` (on
+    /// the realm's default port) or `host:port`.
     pub auth_hosts: Vec<String>,
 }
 
@@ -93,6 +101,69 @@ pub enum UpstreamError {
         /// What went wrong.
         message: String,
     },
+    /// The upstream redirected where the gateway does not go.
+    #[error("upstream {host} redirected to {target}, which the gateway does not follow: {why}")]
+    Redirect {
+        /// The upstream.
+        host: String,
+        /// Where to, without query or user info (or the name that was refused).
+        target: String,
+        /// Why not.
+        why: Refusal,
+    },
+}
+
+/// A host that may receive an upstream's credentials, parsed from
+/// `auth_hosts`: `host` (the realm scheme's default port) or `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AuthHost {
+    /// As a URL writes it: lower case, IP literals canonical, IPv6 in brackets.
+    host: String,
+    port: Option<u16>,
+}
+
+impl AuthHost {
+    fn parse(text: &str) -> Result<AuthHost, String> {
+        let bad = || format!("auth host {text:?} is not HOST or HOST:PORT");
+        let (host, port) = if let Ok(v6) = text.parse::<Ipv6Addr>() {
+            (format!("[{v6}]"), None)
+        } else if let Some(rest) = text.strip_prefix('[') {
+            let (v6, after) = rest.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (format!("[{v6}]"), port)
+        } else {
+            match text.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (text.to_owned(), None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', '@', '?', '#', '\\']) {
+            return Err(bad());
+        }
+        let port = port
+            .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad))
+            .transpose()?;
+        let host = Url::parse(&format!("http://{host}/"))
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(bad)?;
+        Ok(AuthHost { host, port })
+    }
+
+    /// Whether `url` is on this host and port.
+    fn admits(&self, url: &Url) -> bool {
+        let default = match url.scheme() {
+            "https" => 443,
+            "http" => 80,
+            _ => return false,
+        };
+        url.host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && url.port_or_known_default() == Some(self.port.unwrap_or(default))
+    }
 }
 
 /// An upstream registry and its cached tokens.
@@ -100,6 +171,7 @@ pub enum UpstreamError {
 pub struct Upstream {
     config: UpstreamConfig,
     base: reqwest::Url,
+    auth_hosts: Vec<AuthHost>,
     tokens: Mutex<HashMap<String, (HeaderValue, Instant)>>,
     /// Set once the upstream has asked for Basic credentials.
     basic: std::sync::atomic::AtomicBool,
@@ -112,6 +184,8 @@ pub struct Upstream {
 pub struct Upstreams {
     by_host: HashMap<String, Upstream>,
     client: reqwest::Client,
+    /// Where the gateway itself listens: never a redirect's target.
+    listeners: Arc<Listeners>,
 }
 
 /// A configuration problem with one upstream.
@@ -227,6 +301,15 @@ impl Upstreams {
             {
                 config.auth_hosts.push(DOCKER_HUB_AUTH_HOST.to_owned());
             }
+            let auth_hosts = config
+                .auth_hosts
+                .iter()
+                .map(|h| AuthHost::parse(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| ConfigError {
+                    host: config.host.clone(),
+                    message,
+                })?;
             if by_host.contains_key(&key) {
                 return Err(ConfigError {
                     host: config.host,
@@ -246,16 +329,28 @@ impl Upstreams {
                 Upstream {
                     config,
                     base,
+                    auth_hosts,
                     tokens: Mutex::new(HashMap::new()),
                     basic: std::sync::atomic::AtomicBool::new(false),
                     basic_header,
                 },
             );
         }
+        // The names the gateway was configured with may resolve anywhere
+        // (a registry beside it on loopback); any other name is screened.
+        let resolver = egress::Resolver::new(by_host.values().flat_map(|u: &Upstream| {
+            u.base
+                .host_str()
+                .map(str::to_owned)
+                .into_iter()
+                .chain(u.auth_hosts.iter().map(|a| a.host.clone()))
+        }));
+        let listeners = Arc::new(Listeners::default());
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy(listeners.clone()))
+            .dns_resolver(resolver)
             // HTTP/1.1 upstream: large reads with no flow-control windows on
             // the blob path (measured in bench/gateway.sh); concurrency
             // comes from the connection pool.
@@ -266,7 +361,17 @@ impl Upstreams {
                 host: String::new(),
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Upstreams { by_host, client })
+        Ok(Upstreams {
+            by_host,
+            client,
+            listeners,
+        })
+    }
+
+    /// Tells the upstreams where the gateway listens, once bound: no
+    /// redirect is followed to those addresses.
+    pub fn set_listeners(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.listeners.set(addrs);
     }
 
     /// The upstream serving registry `host` (Docker Hub under any of its names).
@@ -309,10 +414,31 @@ impl Upstreams {
             let response = request
                 .send()
                 .await
-                .map_err(|source| UpstreamError::Unreachable {
-                    host: upstream.config.host.clone(),
-                    source,
+                .map_err(|source| match Refused::find(&source) {
+                    Some(refused) => UpstreamError::Redirect {
+                        host: upstream.config.host.clone(),
+                        target: refused.target.clone(),
+                        why: refused.why.clone(),
+                    },
+                    None => UpstreamError::Unreachable {
+                        host: upstream.config.host.clone(),
+                        source,
+                    },
                 })?;
+            // A redirect to a name is screened by DNS class only; the
+            // address it reached shows whether that was the gateway itself.
+            // The answer is dropped unread.
+            if response.url() != &url
+                && let Some(peer) = response.remote_addr()
+                && let Some(own) =
+                    egress::own_listener(peer, &self.listeners.get(), &egress::is_local_address)
+            {
+                return Err(UpstreamError::Redirect {
+                    host: upstream.config.host.clone(),
+                    target: egress::shown(response.url()),
+                    why: Refusal::OwnListener(own),
+                });
+            }
             if response.status() != StatusCode::UNAUTHORIZED || retried {
                 return Ok(response);
             }
@@ -374,10 +500,10 @@ impl Upstreams {
                 );
             }
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot reach {realm}: {e}")))?;
+        let mut response = request.send().await.map_err(|e| match Refused::find(&e) {
+            Some(refused) => fail(format!("{realm} is not asked: {}", refused.why)),
+            None => fail(format!("cannot reach {realm}: {e}")),
+        })?;
         if !response.status().is_success() {
             return Err(fail(format!("{realm} answered {}", response.status())));
         }
@@ -445,24 +571,52 @@ impl Upstream {
         None
     }
 
-    /// Whether `realm` may receive this upstream's credentials: only its own
-    /// host or a configured auth host, compared without case.
+    /// Whether `realm` may receive this upstream's credentials: over HTTPS
+    /// (or HTTP from a plain-HTTP upstream), at the upstream's own scheme,
+    /// host and port, or at a configured auth host and its port. Hosts
+    /// compare without case; a port left out is the scheme's default.
     fn may_receive_credentials(&self, realm: &reqwest::Url) -> bool {
         let Some(host) = realm.host_str() else {
             return false;
         };
-        if realm.scheme() != "https" && self.base.scheme() == "https" {
+        let secure_enough =
+            realm.scheme() == "https" || realm.scheme() == "http" && self.base.scheme() == "http";
+        if !secure_enough {
             return false;
         }
-        self.base
-            .host_str()
-            .is_some_and(|own| own.eq_ignore_ascii_case(host))
-            || self
-                .config
-                .auth_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(host))
+        let own = realm.scheme() == self.base.scheme()
+            && self
+                .base
+                .host_str()
+                .is_some_and(|own| own.eq_ignore_ascii_case(host))
+            && realm.port_or_known_default() == self.base.port_or_known_default();
+        own || self.auth_hosts.iter().any(|a| a.admits(realm))
     }
+}
+
+/// The client's redirect policy: [`egress::follow`] for each hop, from the
+/// chain's first URL (the upstream's, or a token realm's), against the
+/// gateway's listeners as they are when the redirect comes.
+fn redirect_policy(listeners: Arc<Listeners>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        // reqwest lists the URLs requested so far: the hop is their count.
+        let hop = attempt.previous().len();
+        let origin = attempt.previous().first().unwrap_or(attempt.url());
+        let decided = egress::follow(
+            origin,
+            attempt.url(),
+            hop,
+            &listeners.get(),
+            &egress::is_local_address,
+        );
+        match decided {
+            Ok(()) => attempt.follow(),
+            Err(why) => {
+                let target = egress::shown(attempt.url());
+                attempt.error(Refused { target, why })
+            }
+        }
+    })
 }
 
 fn host_key(host: &str) -> String {
@@ -551,6 +705,84 @@ mod tests {
             &reqwest::Url::parse("https://auth.docker.io/token").unwrap()
         ));
         assert!(ups.get("quay.io").is_none());
+    }
+
+    #[test]
+    fn case_credentials_go_only_to_the_same_scheme_host_and_port() {
+        let ups = Upstreams::new(vec![
+            UpstreamConfig {
+                host: "ghcr.io".into(),
+                url: "https://ghcr.io".into(),
+                credentials: Some(("u".into(), "p".into())),
+                auth_hosts: vec!["auth.ghcr.example".into(), "token.ghcr.example:5001".into()],
+            },
+            UpstreamConfig {
+                host: "registry.test:15001".into(),
+                url: "http://127.0.0.1:15001".into(),
+                credentials: Some(("u".into(), "p".into())),
+                auth_hosts: vec!["[::1]:15003".into(), "::2".into()],
+            },
+        ])
+        .unwrap();
+        let u = ups.get("ghcr.io").unwrap();
+        let plain = ups.get("registry.test:15001").unwrap();
+        #[rustfmt::skip]
+        let cases = [
+            (u, "https://ghcr.io:443/token", true, "the default port is the only equivalence"),
+            (u, "https://ghcr.io:8443/token", false, "another port of the upstream's host"),
+            (u, "https://auth.ghcr.example/token", true, "an auth host without a port: the default one"),
+            (u, "https://auth.ghcr.example:443/token", true, "written out"),
+            (u, "https://auth.ghcr.example:8443/token", false, "an auth host on another port"),
+            (u, "https://token.ghcr.example:5001/token", true, "an auth host on its configured port"),
+            (u, "https://token.ghcr.example/token", false, "not its default port"),
+            (u, "https://token.ghcr.example:5002/token", false, "another port"),
+            (u, "http://auth.ghcr.example/token", false, "no plain HTTP from an HTTPS upstream"),
+            (plain, "http://127.0.0.1:15001/token", true, "its own scheme, host and port"),
+            (plain, "http://127.0.0.1:15002/token", false, "another port on its host"),
+            (plain, "https://127.0.0.1:15001/token", false, "another scheme"),
+            (plain, "http://127.0.0.1/token", false, "the default port is not 15001"),
+            (plain, "http://[::1]:15003/token", true, "an IPv6 auth host and port"),
+            (plain, "http://[0:0::1]:15003/token", true, "IPv6 compares as an address"),
+            (plain, "http://[::1]:15004/token", false, "another port"),
+            (plain, "http://[::2]/token", true, "a bare IPv6 auth host: the default port"),
+        ];
+        for (upstream, realm, expected, why) in cases {
+            assert_eq!(
+                upstream.may_receive_credentials(&reqwest::Url::parse(realm).unwrap()),
+                expected,
+                "{realm}: {why}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_auth_hosts_that_are_not_host_or_host_and_port_name_the_upstream() {
+        for bad in [
+            "",
+            "auth.example:",
+            "auth.example:0",
+            "auth.example:65536",
+            "auth.example:http",
+            "https://auth.example",
+            "auth.example/token",
+            "user@auth.example",
+            "[::1",
+            "[::1]5001",
+            "auth.example:1:2",
+        ] {
+            let e = Upstreams::new(vec![UpstreamConfig {
+                host: "ghcr.io".into(),
+                url: "https://ghcr.io".into(),
+                credentials: None,
+                auth_hosts: vec![bad.into()],
+            }])
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                e,
+                format!("upstream ghcr.io: auth host {bad:?} is not HOST or HOST:PORT")
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The registry gateway in process: what is refused before any upstream is
 //! called, and in which words. The upstream here is a TCP listener that counts
 //! connections and answers none (a real upstream registry is in tests/e2e):
-//! a refused request must leave the count at zero.
+//! a refused request must leave the count at zero. A hostile upstream (a test
+//! double) names token realms and redirects where the gateway must not go.
 
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -40,6 +41,7 @@ spec:
 
 struct Setup {
     app: Router,
+    gateway: Arc<Gateway>,
     tokens: Arc<TokenService>,
     upstream_connections: Arc<AtomicUsize>,
     identity: Identity,
@@ -107,6 +109,32 @@ fn setup_audited(
     upstream: (String, Arc<AtomicUsize>),
     required: bool,
 ) -> Setup {
+    let (url, upstream_connections) = upstream;
+    let configs = ["docker.io", "ghcr.io"]
+        .map(|host| UpstreamConfig {
+            host: host.into(),
+            url: url.clone(),
+            credentials: None,
+            auth_hosts: vec![],
+        })
+        .to_vec();
+    setup_configs_audited(allow_anonymous, configs, upstream_connections, required)
+}
+
+fn setup_configs(
+    allow_anonymous: bool,
+    configs: Vec<UpstreamConfig>,
+    upstream_connections: Arc<AtomicUsize>,
+) -> Setup {
+    setup_configs_audited(allow_anonymous, configs, upstream_connections, false)
+}
+
+fn setup_configs_audited(
+    allow_anonymous: bool,
+    configs: Vec<UpstreamConfig>,
+    upstream_connections: Arc<AtomicUsize>,
+    required: bool,
+) -> Setup {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).unwrap();
     let dir = std::env::temp_dir().join(format!("imagegate-gateway-{}", u64::from_le_bytes(b)));
@@ -128,7 +156,6 @@ fn setup_audited(
         )
         .with_anonymous_pulls(allow_anonymous),
     );
-    let (url, upstream_connections) = upstream;
     let metrics = Arc::new(Metrics::new());
     let (auditor, audit) =
         imagegate_server::audit::Auditor::start(store.clone(), metrics.clone(), 1000);
@@ -141,27 +168,15 @@ fn setup_audited(
             allow_anonymous,
             metrics.clone(),
         )),
-        upstreams: Upstreams::new(vec![
-            UpstreamConfig {
-                host: "docker.io".into(),
-                url: url.clone(),
-                credentials: None,
-                auth_hosts: vec![],
-            },
-            UpstreamConfig {
-                host: "ghcr.io".into(),
-                url,
-                credentials: None,
-                auth_hosts: vec![],
-            },
-        ])
-        .unwrap(),
+        upstreams: Upstreams::new(configs).unwrap(),
         public_url: Some(format!("https://{SERVICE}")),
         tls: true,
         metrics,
     };
+    let gateway = Arc::new(gw);
     Setup {
-        app: gateway::routes(Arc::new(gw)),
+        app: gateway::routes(gateway.clone()),
+        gateway,
         tokens,
         upstream_connections,
         identity,
@@ -801,6 +816,473 @@ async fn a_manifest_that_does_not_match_the_digest_asked_for_is_refused() {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["schemaVersion"], 2);
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A hostile upstream (a test double: a real registry does not turn on the
+/// gateway that pulls from it). It listens on `ip`, keeps the head of every
+/// request it is sent, and answers each with the whole HTTP/1.1 response
+/// `answer` makes of that head.
+struct Hostile {
+    url: String,
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hostile {
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn hostile_upstream(ip: IpAddr, answer: impl Fn(&str) -> String + Send + 'static) -> Hostile {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = String::new();
+            {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    head.push_str(&line);
+                    line.clear();
+                }
+            }
+            let response = answer(&head);
+            kept.lock().unwrap().push(head);
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    Hostile {
+        url: format!("http://{addr}"),
+        port: addr.port(),
+        heads,
+    }
+}
+
+/// The path of a request head's request line.
+fn path_of(head: &str) -> &str {
+    head.split(' ').nth(1).unwrap_or_default()
+}
+
+/// Whether a request head has a header line starting `line` (any case).
+fn has_header(head: &str, line: &str) -> bool {
+    head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with(&line.to_ascii_lowercase())
+    })
+}
+
+fn redirect_to(location: &str) -> String {
+    format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn blob_answer(bytes: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bytes}",
+        bytes.len()
+    )
+}
+
+fn challenge_answer(value: &str) -> String {
+    format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {value}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn token_answer(token: &str) -> String {
+    let body = format!("{{\"token\":\"{token}\",\"expires_in\":300}}");
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// This machine's address on its default route: an upstream there is not
+/// on loopback. Connecting a UDP socket sends nothing; it only picks the
+/// source address.
+fn non_loopback_address() -> IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("203.0.113.1:9")
+        .ok()
+        .and_then(|()| socket.local_addr().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .expect("these tests need a non-loopback IPv4 address with a default route; none found")
+}
+
+/// The gateway with the hostile upstream at `url` as Docker Hub.
+fn setup_hostile(url: &str, credentials: Option<(&str, &str)>, auth_hosts: Vec<String>) -> Setup {
+    setup_configs(
+        false,
+        vec![UpstreamConfig {
+            host: "docker.io".into(),
+            url: url.into(),
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+            auth_hosts,
+        }],
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+impl Setup {
+    /// Alice pulls a blob of `repository`: the status and the body.
+    async fn pull_blob(&self, repository: &str) -> (StatusCode, String) {
+        let token = self.token(Some(("alice", &self.alice)), repository);
+        let request = Request::get(format!("/v2/{repository}/blobs/{DIGEST}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Serves the server's own routes (`/metrics` among them) and this
+    /// gateway on `listener`, a real one, and tells the upstreams where the
+    /// gateway listens.
+    fn serve_on(&self, listener: tokio::net::TcpListener) {
+        self.gateway
+            .upstreams
+            .set_listeners([listener.local_addr().unwrap()]);
+        let app = imagegate_server::router(
+            imagegate_server::state::AppState::fixed(imagegate_core::Policy::default(), 1 << 20),
+            Arc::new(AtomicBool::new(true)),
+        )
+        .merge(self.app.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+}
+
+/// The registry error a refused redirect is answered with: 502 `DENIED`.
+fn assert_refused(answer: &(StatusCode, String), message: &str) {
+    let (status, body) = answer;
+    let body: Value = serde_json::from_str(body).unwrap_or(Value::String(body.clone()));
+    assert_eq!(
+        (*status, error_of(&body)),
+        (StatusCode::BAD_GATEWAY, ("DENIED", message)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_credentials_are_not_sent_to_a_token_realm_on_another_port() {
+    let realm = hostile_upstream(LOOPBACK, |_| token_answer("anonymous"));
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"hostile\"", realm.url);
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if has_header(head, "authorization: bearer anonymous") {
+            blob_answer("layer bytes")
+        } else {
+            challenge_answer(&challenge)
+        }
+    });
+    let s = setup_hostile(&upstream.url, Some(("corp-bot", "secret")), vec![]);
+    let (status, body) = s.pull_blob("library/nginx").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "layer bytes"));
+    let asked = realm.heads();
+    assert_eq!(asked.len(), 1, "the realm is asked, anonymously");
+    assert!(
+        !has_header(&asked[0], "authorization:"),
+        "a realm on another port of the upstream's host got the credentials:\n{}",
+        asked[0]
+    );
+}
+
+#[tokio::test]
+async fn an_auth_host_receives_the_credentials_only_on_the_port_it_is_configured_with() {
+    let realm = hostile_upstream(LOOPBACK, |_| token_answer("t"));
+    let challenge = format!("Bearer realm=\"{}/token\",service=\"hostile\"", realm.url);
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if has_header(head, "authorization: bearer t") {
+            blob_answer("layer bytes")
+        } else {
+            challenge_answer(&challenge)
+        }
+    });
+    // base64("corp-bot:secret")
+    let basic = "authorization: basic Y29ycC1ib3Q6c2VjcmV0";
+    let cases = [
+        (format!("127.0.0.1:{}", realm.port), true),
+        ("127.0.0.1".to_owned(), false),
+        ("127.0.0.1:80".to_owned(), false),
+    ];
+    for (i, (auth_host, receives)) in cases.iter().enumerate() {
+        let s = setup_hostile(
+            &upstream.url,
+            Some(("corp-bot", "secret")),
+            vec![auth_host.clone()],
+        );
+        let (status, _) = s.pull_blob("library/nginx").await;
+        assert_eq!(status, StatusCode::OK, "authHosts: [{auth_host}]");
+        let head = &realm.heads()[i];
+        assert_eq!(
+            has_header(head, basic),
+            *receives,
+            "authHosts: [{auth_host}], realm on port {}:\n{head}",
+            realm.port
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blob_redirect_to_the_gateways_own_metrics_is_refused_in_registry_words() {
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The upstream is on loopback too: loopback is not what refuses here.
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if path_of(head).starts_with("/v2/library/by-name/") {
+            redirect_to(&format!("http://localhost:{port}/metrics"))
+        } else {
+            redirect_to(&format!("http://127.0.0.1:{port}/metrics"))
+        }
+    });
+    let s = setup_hostile(&upstream.url, None, vec![]);
+    s.serve_on(listener);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.ends_with("# EOF\n"), "a real /metrics is there");
+
+    for (repository, target) in [
+        ("library/nginx", format!("http://127.0.0.1:{port}/metrics")),
+        (
+            "library/by-name",
+            format!("http://localhost:{port}/metrics"),
+        ),
+    ] {
+        let answer = s.pull_blob(repository).await;
+        assert!(!answer.1.contains("# EOF"), "metrics relayed: {}", answer.1);
+        assert_refused(
+            &answer,
+            &format!(
+                "upstream docker.io redirected to {target}, which the gateway does not follow: it is the gateway's own listener 127.0.0.1:{port}"
+            ),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blob_redirect_to_any_address_of_a_gateway_listening_on_all_of_them_is_refused() {
+    let here = non_loopback_address();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = hostile_upstream(here, move |head| {
+        if path_of(head).starts_with("/v2/library/loopback/") {
+            redirect_to(&format!("http://127.0.0.1:{port}/metrics"))
+        } else {
+            redirect_to(&format!("http://{here}:{port}/metrics"))
+        }
+    });
+    let s = setup_hostile(&upstream.url, None, vec![]);
+    s.serve_on(listener);
+    for (repository, target) in [
+        ("library/nginx", format!("http://{here}:{port}/metrics")),
+        (
+            "library/loopback",
+            format!("http://127.0.0.1:{port}/metrics"),
+        ),
+    ] {
+        let answer = s.pull_blob(repository).await;
+        assert!(!answer.1.contains("# EOF"), "metrics relayed: {}", answer.1);
+        assert_refused(
+            &answer,
+            &format!(
+                "upstream docker.io redirected to {target}, which the gateway does not follow: it is the gateway's own listener 0.0.0.0:{port}"
+            ),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blob_redirect_to_loopback_from_an_upstream_not_on_loopback_is_refused() {
+    let storage = hostile_upstream(LOOPBACK, |_| blob_answer("loopback secrets"));
+    let port = storage.port;
+    let upstream = hostile_upstream(non_loopback_address(), move |head| {
+        let path = path_of(head);
+        if path.starts_with("/v2/library/by-name/") {
+            redirect_to(&format!("http://localhost:{port}/blob"))
+        } else if path.starts_with("/v2/library/mapped/") {
+            redirect_to(&format!("http://[::ffff:127.0.0.1]:{port}/blob"))
+        } else {
+            redirect_to(&format!("http://127.0.0.1:{port}/blob?X-Amz-Signature=s"))
+        }
+    });
+    let s = setup_hostile(&upstream.url, None, vec![]);
+    for (repository, target) in [
+        ("library/nginx", format!("http://127.0.0.1:{port}/blob")),
+        ("library/by-name", format!("http://localhost:{port}/blob")),
+        (
+            "library/mapped",
+            format!("http://[::ffff:7f00:1]:{port}/blob"),
+        ),
+    ] {
+        let answer = s.pull_blob(repository).await;
+        assert_refused(
+            &answer,
+            &format!(
+                "upstream docker.io redirected to {target}, which the gateway does not follow: it is a loopback address, and the upstream is not on one"
+            ),
+        );
+    }
+    assert_eq!(storage.heads().len(), 0, "nothing on loopback was asked");
+}
+
+#[tokio::test]
+async fn five_redirects_are_followed_and_a_sixth_is_refused() {
+    // `/v2/library/<chain>/...` starts a chain, `/hop/<n>/<chain>` is hop n.
+    let upstream = hostile_upstream(LOOPBACK, |head| {
+        let path = path_of(head);
+        let chain = if path.contains("/six") { "six" } else { "five" };
+        let length = if chain == "six" { 6 } else { 5 };
+        let hop: u32 = path
+            .strip_prefix("/hop/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if hop < length {
+            redirect_to(&format!("/hop/{}/{chain}", hop + 1))
+        } else {
+            blob_answer("end of the chain")
+        }
+    });
+    let s = setup_hostile(&upstream.url, None, vec![]);
+    let answer = s.pull_blob("library/five").await;
+    assert_eq!(answer, (StatusCode::OK, "end of the chain".to_owned()));
+    assert_eq!(upstream.heads().len(), 6, "the first request and five hops");
+
+    let answer = s.pull_blob("library/six").await;
+    assert_refused(
+        &answer,
+        &format!(
+            "upstream docker.io redirected to {}/hop/6/six, which the gateway does not follow: it would be redirect number 6, and at most 5 are followed",
+            upstream.url
+        ),
+    );
+    assert_eq!(upstream.heads().len(), 12, "again six requests, no seventh");
+}
+
+#[tokio::test]
+async fn upstream_credentials_are_not_forwarded_on_a_redirect_to_another_host() {
+    let storage = hostile_upstream(LOOPBACK, |_| blob_answer("layer bytes"));
+    let location = format!("{}/bucket/blob", storage.url);
+    let upstream = hostile_upstream(LOOPBACK, move |head| {
+        if has_header(head, "authorization: basic ") {
+            redirect_to(&location)
+        } else {
+            challenge_answer("Basic realm=\"hostile\"")
+        }
+    });
+    let s = setup_hostile(&upstream.url, Some(("corp-bot", "secret")), vec![]);
+    let (status, body) = s.pull_blob("library/nginx").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "layer bytes"));
+    let asked = upstream.heads();
+    assert!(
+        has_header(&asked[1], "authorization: basic "),
+        "{}",
+        asked[1]
+    );
+    let fetched = storage.heads();
+    assert_eq!(fetched.len(), 1);
+    assert!(
+        !has_header(&fetched[0], "authorization:"),
+        "the storage on another port got the upstream's credentials:\n{}",
+        fetched[0]
+    );
+}
+
+#[tokio::test]
+async fn a_served_gateway_refuses_an_upstream_redirect_back_to_its_own_metrics() {
+    use imagegate_server::config::{Config, FileConfig, Overrides};
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    let dir = std::env::temp_dir().join(format!("imagegate-served-{}", u64::from_le_bytes(b)));
+    let pat = {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
+        let identity = Identity::new(store.clone());
+        identity.create_org("corp", &["corp".to_owned()]).unwrap();
+        identity.set_policy("corp", CORP).unwrap();
+        identity
+            .create_user("alice", "correct horse battery")
+            .unwrap();
+        store.set_member("corp", "alice", Role::Member).unwrap();
+        identity.create_token("alice", "t", None).unwrap().secret
+    };
+    // The gateway's port is known once it listens; until then, nowhere.
+    let port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let upstream = {
+        let port = port.clone();
+        hostile_upstream(LOOPBACK, move |_| {
+            let port = port.load(Ordering::SeqCst);
+            redirect_to(&format!("http://127.0.0.1:{port}/metrics"))
+        })
+    };
+    let config = Config::resolve(
+        Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir),
+            upstreams: vec![format!("docker.io={}", upstream.url)],
+            ..Overrides::default()
+        },
+        FileConfig::default(),
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (listening, bound) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(imagegate_server::serve(
+        config,
+        async {
+            let _ = stopped.await;
+        },
+        move |addr| {
+            let _ = listening.send(addr);
+        },
+    ));
+    let addr: std::net::SocketAddr = bound.await.unwrap();
+    port.store(addr.port(), Ordering::SeqCst);
+
+    let client = reqwest::Client::new();
+    let token = client
+        .get(format!(
+            "http://{addr}/token?scope=repository:library/nginx:pull"
+        ))
+        .basic_auth("alice", Some(&pat))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token: Value = serde_json::from_str(&token).unwrap();
+    let response = client
+        .get(format!("http://{addr}/v2/library/nginx/blobs/{DIGEST}"))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let answer = (response.status(), response.text().await.unwrap());
+    assert!(!answer.1.contains("# EOF"), "metrics relayed: {}", answer.1);
+    assert_refused(
+        &answer,
+        &format!(
+            "upstream docker.io redirected to http://127.0.0.1:{}/metrics, which the gateway does not follow: it is the gateway's own listener {addr}",
+            addr.port()
+        ),
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
 
 #[tokio::test]
