@@ -371,22 +371,18 @@ fn certs_client_issues_a_client_certificate_that_verifies_for_client_auth_agains
 
 #[test]
 fn an_admission_client_ca_without_tls_is_refused_at_start_naming_both_settings() {
-    let out = crate::imagegate_with(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir().to_str().unwrap(),
-        ],
-        b"",
-        |cmd| {
-            cmd.env_remove("IMAGEGATE_POLICY")
-                .env_remove("IMAGEGATE_TLS_CERT")
-                .env_remove("IMAGEGATE_TLS_KEY")
-                .env("IMAGEGATE_ADMISSION_CLIENT_CA", "client-ca.crt");
-        },
-    );
+    // Under `timeout`: a server that wrongly starts fails the test, not hangs it.
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("IMAGEGATE_POLICY")
+        .env_remove("IMAGEGATE_TLS_CERT")
+        .env_remove("IMAGEGATE_TLS_KEY")
+        .env("IMAGEGATE_DATA_DIR", data_dir())
+        .env("IMAGEGATE_ADMISSION_CLIENT_CA", "client-ca.crt")
+        .output()
+        .expect("timeout (coreutils) runs imagegate");
     assert_eq!(out.status.code(), Some(2), "{}", crate::stderr(&out));
     let err = crate::stderr(&out);
     assert!(
