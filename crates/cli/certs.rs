@@ -1,5 +1,7 @@
 //! `imagegate certs`: a CA and an ECDSA P-256 serving certificate for the
-//! webhook's Service, and the base64 `caBundle` for the webhook configuration.
+//! webhook's Service, and the base64 `caBundle` for the webhook configuration;
+//! with `--client NAME`, also a client certificate from the same CA for
+//! kube-apiserver to present to the admission doors (`--admission-client-ca`).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -8,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
 };
 
 use crate::EXIT_OK;
@@ -28,6 +30,11 @@ pub struct Args {
     /// IP addresses for the serving certificate.
     #[arg(long = "ip", value_name = "ADDR")]
     ip: Vec<IpAddr>,
+    /// Also issue a client certificate (ClientAuth) with this common name,
+    /// written to client.crt and client.key: kube-apiserver's identity at the
+    /// admission doors when imagegate serve has --admission-client-ca ca.crt.
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    client: Option<String>,
     /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
@@ -82,6 +89,27 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .signed_by(&key, &ca)
         .context("signing the serving certificate")?;
 
+    let client = match &args.client {
+        Some(name) => {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, name.as_str());
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.not_before = now;
+            params.not_after = until;
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+                .context("generating the client key")?;
+            let cert = params
+                .signed_by(&key, &ca)
+                .context("signing the client certificate")?;
+            Some((name, cert, key))
+        }
+        None => None,
+    };
+
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     write(&args.out.join("ca.crt"), &ca.pem(), false)?;
@@ -93,6 +121,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.out.display(),
         args.days
     );
+    if let Some((name, cert, key)) = client {
+        write(&args.out.join("client.crt"), &cert.pem(), false)?;
+        write(&args.out.join("client.key"), &key.serialize_pem(), true)?;
+        eprintln!(
+            "wrote client.crt and client.key to {} for client {name} (client authentication), signed by ca.crt",
+            args.out.display()
+        );
+    }
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca.pem());
     let mut out = std::io::stdout();
     writeln!(out, "{bundle}")?;

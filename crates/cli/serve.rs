@@ -22,6 +22,11 @@ pub struct Args {
     /// PEM private key of the certificate.
     #[arg(long, value_name = "FILE", env = "IMAGEGATE_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// PEM CA certificates: /admission/validate and /imagepolicy then answer
+    /// only clients presenting a certificate they signed (kube-apiserver's
+    /// webhook kubeconfig); other paths need none. Needs --tls-cert/--tls-key.
+    #[arg(long, value_name = "FILE", env = "IMAGEGATE_ADMISSION_CLIENT_CA")]
+    admission_client_ca: Option<PathBuf>,
     /// Policy file (reloaded when it changes; a broken version keeps the last good one).
     #[arg(long, value_name = "FILE", env = "IMAGEGATE_POLICY")]
     policy: Option<PathBuf>,
@@ -78,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         listen: args.listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        admission_client_ca: args.admission_client_ca,
         policy: args.policy,
         log_format: args.log_format.map(|f| match f {
             LogFormatArg::Json => LogFormat::Json,

@@ -129,15 +129,34 @@ fn curl(url: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> (u16, String) {
 
 /// curl `url`, resolving `host` to 127.0.0.1 and verifying the server against `ca`.
 fn curl_to(url: &str, host: &str, port: u16, ca: &Path, body: Option<&[u8]>) -> (u16, String) {
+    curl_as(url, host, port, ca, None, body)
+}
+
+/// [`curl_to`], presenting the client certificate `client.crt` (and its
+/// `client.key`) from the directory `client` when given.
+fn curl_as(
+    url: &str,
+    host: &str,
+    port: u16,
+    ca: &Path,
+    client: Option<&Path>,
+    body: Option<&[u8]>,
+) -> (u16, String) {
     let mut cmd = Command::new("curl");
     cmd.args(["--silent", "--show-error", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .args([
-            "--resolve",
-            &format!("{host}:{port}:127.0.0.1"),
-            "--write-out",
-            "\n%{http_code}",
-        ]);
+        .arg(ca);
+    if let Some(dir) = client {
+        cmd.arg("--cert")
+            .arg(dir.join("client.crt"))
+            .arg("--key")
+            .arg(dir.join("client.key"));
+    }
+    cmd.args([
+        "--resolve",
+        &format!("{host}:{port}:127.0.0.1"),
+        "--write-out",
+        "\n%{http_code}",
+    ]);
     if body.is_some() {
         cmd.args([
             "-H",
@@ -197,6 +216,11 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Runs `imagegate certs` into `dir` and returns the caBundle it printed.
 fn certs(dir: &Path) -> String {
+    certs_with(dir, &[])
+}
+
+/// [`certs`] with more arguments (`--client NAME`).
+fn certs_with(dir: &Path, more: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
         .args([
             "certs",
@@ -207,6 +231,7 @@ fn certs(dir: &Path) -> String {
             "--out",
         ])
         .arg(dir)
+        .args(more)
         .output()
         .unwrap();
     assert!(
@@ -272,6 +297,233 @@ fn certs_prints_a_ca_bundle_for_an_ecdsa_p256_serving_certificate() {
         verify.status.success(),
         "the serving certificate chains to the CA: {}",
         String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+#[test]
+fn certs_client_issues_a_client_certificate_that_verifies_for_client_auth_against_the_ca() {
+    use base64::Engine;
+    let dir = temp_dir("certs-client");
+    let bundle = certs_with(&dir, &["--client", "kube-apiserver"]);
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(&bundle)
+        .unwrap();
+    assert_eq!(pem, std::fs::read(dir.join("ca.crt")).unwrap());
+    for file in ["ca.crt", "ca.key", "tls.crt", "tls.key"] {
+        assert!(dir.join(file).is_file(), "{file} is still written");
+    }
+    let key = std::fs::read_to_string(dir.join("client.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("client.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the client key is its owner's only");
+    }
+    let verify = |cert: &str| {
+        Command::new("openssl")
+            .args(["verify", "-purpose", "sslclient", "-CAfile"])
+            .arg(dir.join("ca.crt"))
+            .arg(dir.join(cert))
+            .output()
+            .expect("openssl runs (scripts/test installs it)")
+    };
+    let out = verify("client.crt");
+    assert!(
+        out.status.success(),
+        "the client certificate chains to the CA for client authentication: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !verify("tls.crt").status.success(),
+        "the serving certificate is not one for client authentication"
+    );
+    let text = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-ext",
+            "extendedKeyUsage",
+            "-in",
+        ])
+        .arg(dir.join("client.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("CN = kube-apiserver") || text.contains("CN=kube-apiserver"),
+        "{text}"
+    );
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+    assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+
+    // Without --client, imagegate certs writes what it always wrote.
+    let plain = temp_dir("certs-no-client");
+    certs(&plain);
+    assert!(!plain.join("client.crt").exists());
+    assert!(!plain.join("client.key").exists());
+}
+
+#[test]
+fn an_admission_client_ca_without_tls_is_refused_at_start_naming_both_settings() {
+    // Under `timeout`: a server that wrongly starts fails the test, not hangs it.
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("IMAGEGATE_POLICY")
+        .env_remove("IMAGEGATE_TLS_CERT")
+        .env_remove("IMAGEGATE_TLS_KEY")
+        .env("IMAGEGATE_DATA_DIR", data_dir())
+        .env("IMAGEGATE_ADMISSION_CLIENT_CA", "client-ca.crt")
+        .output()
+        .expect("timeout (coreutils) runs imagegate");
+    assert_eq!(out.status.code(), Some(2), "{}", crate::stderr(&out));
+    let err = crate::stderr(&out);
+    assert!(
+        err.contains("admissionClientCa: client certificates are verified in the TLS handshake: give tlsCert and tlsKey (--tls-cert, --tls-key) too"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_an_admission_client_ca_the_admission_doors_answer_only_kube_apiservers_certificate() {
+    let dir = temp_dir("client-ca");
+    certs_with(&dir, &["--client", "kube-apiserver"]);
+    let other = temp_dir("client-ca-other");
+    certs_with(&other, &["--client", "kube-apiserver"]);
+    let ca = dir.join("ca.crt");
+    let client_ca = dir.join("client-ca.crt");
+    std::fs::copy(&ca, &client_ca).unwrap();
+    let data = dir.join("data");
+    let policy = format!("{FIXTURES}/policy.yaml");
+    let mut server = Server::start(&[
+        "--tls-cert",
+        dir.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        dir.join("tls.key").to_str().unwrap(),
+        "--admission-client-ca",
+        client_ca.to_str().unwrap(),
+        "--policy",
+        &policy,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let port = server.port;
+    let call = |path: &str, client: Option<&Path>, body: Option<&[u8]>| {
+        let (status, text) = curl_as(
+            &format!("https://{SERVICE_HOST}:{port}{path}"),
+            SERVICE_HOST,
+            port,
+            &ca,
+            client,
+            body,
+        );
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let admission = fixture("admission/deployment-create-v1.json");
+    let admission_body = serde_json::to_vec(&admission["request"]).unwrap();
+    let image = fixture("imagepolicy/denied.json");
+    let image_body = serde_json::to_vec(&image["request"]).unwrap();
+    let required = "a client certificate from the configured admission client CA (--admission-client-ca) is required";
+
+    // kube-apiserver's certificate: the usual answers.
+    let (status, got) = call("/admission/validate", Some(&dir), Some(&admission_body));
+    assert_eq!((status, &got), (200, &admission["response"]));
+    let (status, got) = call("/imagepolicy", Some(&dir), Some(&image_body));
+    assert_eq!((status, &got), (200, &image["response"]));
+
+    // No certificate: refused in each door's own format, and logged.
+    let (status, got) = call("/admission/validate", None, Some(&admission_body));
+    assert_eq!(status, 401, "{got}");
+    assert_eq!(got["kind"], "AdmissionReview", "{got}");
+    assert_eq!(got["response"]["allowed"], false, "{got}");
+    assert_eq!(got["response"]["status"]["code"], 401, "{got}");
+    assert_eq!(got["response"]["status"]["message"], required, "{got}");
+    let line = server.wait_for_log("refused an admission call", Duration::from_secs(5));
+    assert!(line.contains(r#""door":"admission""#), "{line}");
+    let (status, got) = call("/imagepolicy", None, Some(&image_body));
+    assert_eq!(status, 401, "{got}");
+    assert_eq!(got["kind"], "ImageReview", "{got}");
+    assert_eq!(got["status"]["allowed"], false, "{got}");
+    assert_eq!(got["status"]["reason"], required, "{got}");
+
+    // A certificate from another CA, or the CA's serving certificate (no
+    // ClientAuth usage), fails the handshake.
+    let (status, err) = call("/admission/validate", Some(&other), Some(&admission_body));
+    assert_eq!(
+        status, 0,
+        "another CA's client certificate is refused: {err}"
+    );
+    let (status, err) = call("/imagepolicy", Some(&other), Some(&image_body));
+    assert_eq!(
+        status, 0,
+        "another CA's client certificate is refused: {err}"
+    );
+    let serving = temp_dir("client-ca-serving");
+    std::fs::copy(dir.join("tls.crt"), serving.join("client.crt")).unwrap();
+    std::fs::copy(dir.join("tls.key"), serving.join("client.key")).unwrap();
+    let (status, err) = call("/admission/validate", Some(&serving), Some(&admission_body));
+    assert_eq!(
+        status, 0,
+        "a serving certificate is no client certificate: {err}"
+    );
+
+    // The rest of the listener needs no certificate.
+    assert_eq!(
+        call("/healthz", None, None),
+        (200, Value::String("ok\n".to_owned()))
+    );
+    let (status, got) = call("/v2/", None, None);
+    assert_eq!(
+        status, 401,
+        "the gateway answers, asking for its own sign-in: {got}"
+    );
+    assert_eq!(got["errors"][0]["code"], "UNAUTHORIZED", "{got}");
+
+    // Rotating the client CA file applies without a restart, and keeps
+    // refusing callers without a certificate.
+    std::fs::copy(other.join("ca.crt"), &client_ca).unwrap();
+    server.wait_for_log("TLS certificate reloaded", Duration::from_secs(15));
+    let (status, got) = call("/imagepolicy", Some(&other), Some(&image_body));
+    assert_eq!((status, &got), (200, &image["response"]));
+    let (status, err) = call("/imagepolicy", Some(&dir), Some(&image_body));
+    assert_eq!(
+        status, 0,
+        "the old CA's client certificate no longer verifies: {err}"
+    );
+    let (status, got) = call("/imagepolicy", None, Some(&image_body));
+    assert_eq!(status, 401, "{got}");
+    assert_eq!(got["status"]["reason"], required, "{got}");
+
+    // Only the certified review reached the audit log (one event per image).
+    stop(&mut server);
+    let out = crate::imagegate(
+        &[
+            "audit",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--door",
+            "admission",
+            "--format",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stderr(&out));
+    assert_eq!(
+        crate::stdout(&out).lines().count(),
+        3,
+        "{}",
+        crate::stdout(&out)
     );
 }
 

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +18,7 @@ use imagegate_scan::manifest::{self, ImageSite};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube_core::{DynamicObject, Status, TypeMeta};
 
+use crate::apiserver::{ApiServer, Door};
 use crate::audit;
 use crate::body::{BodyError, read_body};
 use crate::state::AppState;
@@ -29,10 +29,11 @@ pub const DOOR: &str = "admission";
 /// The AdmissionReview versions answered.
 pub const VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
-/// The handler. The answer waits until the review's decisions are recorded.
-pub async fn validate(State(state): State<AppState>, body: Body) -> Response {
+/// The handler; with an admission client CA, only kube-apiserver reaches
+/// it. The answer waits until the review's decisions are recorded.
+pub async fn validate(State(state): State<AppState>, call: ApiServer<Webhook>) -> Response {
     let started = Instant::now();
-    let response = match read_body(body, state.max_body_bytes).await {
+    let response = match read_body(call.body, state.max_body_bytes).await {
         Ok(bytes) => {
             let mut events = Vec::new();
             match review(&state, &bytes, &mut events) {
@@ -49,6 +50,21 @@ pub async fn validate(State(state): State<AppState>, body: Body) -> Response {
     };
     state.metrics.latency(DOOR, started.elapsed().as_secs_f64());
     response
+}
+
+/// This door as kube-apiserver's ValidatingAdmissionWebhook plugin calls it.
+pub struct Webhook;
+
+impl Door for Webhook {
+    const NAME: &'static str = DOOR;
+
+    /// HTTP 401 with an AdmissionReview whose status says why; in
+    /// `admission.k8s.io/v1` and without a uid, as the review is not parsed.
+    fn unauthenticated(message: &str) -> Response {
+        let mut response = AdmissionResponse::invalid(message);
+        response.result = Status::failure(message, "Unauthorized").with_code(401);
+        (StatusCode::UNAUTHORIZED, Json(response.into_review())).into_response()
+    }
 }
 
 /// A review that cannot be answered: HTTP 400 with an AdmissionReview body.

@@ -34,6 +34,10 @@ pub struct FileConfig {
     /// PEM private key.
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates; the admission doors then answer only clients
+    /// presenting a certificate one of them signed. Needs `tlsCert`/`tlsKey`.
+    #[serde(default)]
+    pub admission_client_ca: Option<PathBuf>,
     /// The policy file.
     #[serde(default)]
     pub policy: Option<PathBuf>,
@@ -118,6 +122,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `IMAGEGATE_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+    /// `--admission-client-ca` / `IMAGEGATE_ADMISSION_CLIENT_CA`.
+    pub admission_client_ca: Option<PathBuf>,
     /// `--policy` / `IMAGEGATE_POLICY`.
     pub policy: Option<PathBuf>,
     /// `--log-format` / `IMAGEGATE_LOG_FORMAT`.
@@ -148,13 +154,17 @@ pub struct Overrides {
     pub audit_required: Option<bool>,
 }
 
-/// The certificate and key files of an HTTPS listener.
+/// The certificate and key files of an HTTPS listener, and the CA its
+/// admission doors' clients must present a certificate from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificate chain.
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA certificates that sign the admission doors' client certificates
+    /// (kube-apiserver's); `None`: the admission doors answer anyone.
+    pub admission_client_ca: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -264,6 +274,7 @@ impl FileConfig {
         for p in [
             &mut config.tls_cert,
             &mut config.tls_key,
+            &mut config.admission_client_ca,
             &mut config.policy,
             &mut config.data_dir,
         ]
@@ -318,11 +329,22 @@ impl Config {
                 "{listen_text:?} is not ADDR:PORT (for example 0.0.0.0:8443 or [::]:8443)"
             ),
         })?;
+        let admission_client_ca = over.admission_client_ca.or(file.admission_client_ca);
         let tls = match (
             over.tls_cert.or(file.tls_cert),
             over.tls_key.or(file.tls_key),
         ) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                admission_client_ca,
+            }),
+            (None, None) if admission_client_ca.is_some() => {
+                return Err(ConfigError::Invalid {
+                    setting: "admissionClientCa",
+                    message: "client certificates are verified in the TLS handshake: give tlsCert and tlsKey (--tls-cert, --tls-key) too".to_owned(),
+                });
+            }
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::Invalid {
@@ -573,5 +595,55 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("tlsKey: "), "{e}");
+    }
+
+    #[test]
+    fn an_admission_client_ca_without_tls_is_refused_naming_both_settings() {
+        for (over, file) in [
+            (
+                Overrides {
+                    admission_client_ca: Some("client-ca.crt".into()),
+                    ..Overrides::default()
+                },
+                FileConfig::default(),
+            ),
+            (
+                Overrides::default(),
+                FileConfig::parse("admissionClientCa: client-ca.crt\n").unwrap(),
+            ),
+        ] {
+            let e = Config::resolve(over, file).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                "admissionClientCa: client certificates are verified in the TLS handshake: give tlsCert and tlsKey (--tls-cert, --tls-key) too"
+            );
+        }
+    }
+
+    #[test]
+    fn the_admission_client_ca_is_relative_to_the_config_file_and_the_flag_wins() {
+        let dir =
+            std::env::temp_dir().join(format!("imagegate-config-client-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serve.yaml");
+        std::fs::write(
+            &path,
+            "tlsCert: tls.crt\ntlsKey: tls.key\nadmissionClientCa: client-ca.crt\n",
+        )
+        .unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c = Config::resolve(Overrides::default(), file.clone()).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.admission_client_ca, Some(dir.join("client-ca.crt")));
+        let over = Overrides {
+            admission_client_ca: Some("/etc/kubernetes/pki/ca.crt".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(over, file).unwrap();
+        assert_eq!(
+            c.tls.unwrap().admission_client_ca,
+            Some(PathBuf::from("/etc/kubernetes/pki/ca.crt"))
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod apiserver;
 pub mod audit;
 pub mod body;
 pub mod config;
@@ -251,6 +252,10 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         audit: auditor.clone(),
         policy_org: config.policy_org.clone(),
+        require_client_certificate: config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.admission_client_ca.is_some()),
     };
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api::new(identity.clone()));
@@ -288,9 +293,14 @@ pub async fn serve(
     {
         let handle = handle.clone();
         let tls = config.tls.is_some();
+        let admission_client_ca = config
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.admission_client_ca.as_ref())
+            .map(|ca| ca.display().to_string());
         tokio::spawn(async move {
             if let Some(addr) = handle.listening().await {
-                tracing::info!(addr = %addr, tls, "listening");
+                tracing::info!(addr = %addr, tls, admission_client_ca, "listening");
                 on_listening(addr);
             }
         });

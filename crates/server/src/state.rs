@@ -25,6 +25,9 @@ pub struct AppState {
     /// The organisation whose policy the admission doors apply
     /// (`--policy-org`), which their audit events name.
     pub policy_org: Option<String>,
+    /// Whether the admission doors answer only connections that presented a
+    /// certificate from the admission client CA (`--admission-client-ca`).
+    pub require_client_certificate: bool,
 }
 
 impl AppState {
@@ -37,6 +40,7 @@ impl AppState {
             max_body_bytes,
             audit: crate::audit::Auditor::disabled(),
             policy_org: None,
+            require_client_certificate: false,
         }
     }
 

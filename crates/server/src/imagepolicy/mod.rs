@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use imagegate_core::{Input, Reason, Verdict, decide};
 
+use crate::apiserver::{ApiServer, Door};
 use crate::audit;
 use crate::body::read_body;
 use crate::state::AppState;
@@ -27,10 +27,10 @@ pub const DOOR: &str = "imagepolicy";
 /// The annotation that asks to break glass.
 pub const BREAK_GLASS: &str = "alpha.image-policy.k8s.io/break-glass";
 
-/// The handler.
-pub async fn review(State(state): State<AppState>, body: Body) -> Response {
+/// The handler; with an admission client CA, only kube-apiserver reaches it.
+pub async fn review(State(state): State<AppState>, call: ApiServer<Webhook>) -> Response {
     let started = Instant::now();
-    let response = match read_body(body, state.max_body_bytes).await {
+    let response = match read_body(call.body, state.max_body_bytes).await {
         Ok(bytes) => match parse(&bytes) {
             Ok(review) => {
                 let mut events = Vec::new();
@@ -51,20 +51,35 @@ pub async fn review(State(state): State<AppState>, body: Body) -> Response {
     response
 }
 
-/// HTTP 400 with an ImageReview body whose reason says what is wrong. The
-/// plugin treats any error as a failed call (and then applies `defaultAllow`).
-fn invalid(message: String) -> Response {
-    tracing::warn!(door = DOOR, error = %message, "malformed ImageReview");
-    let body = ImageReviewResponse {
+/// This door as kube-apiserver's ImagePolicyWebhook plugin calls it.
+pub struct Webhook;
+
+impl Door for Webhook {
+    const NAME: &'static str = DOOR;
+
+    /// HTTP 401 with an ImageReview whose reason says why.
+    fn unauthenticated(message: &str) -> Response {
+        (StatusCode::UNAUTHORIZED, Json(refusal(message.to_owned()))).into_response()
+    }
+}
+
+fn refusal(reason: String) -> ImageReviewResponse {
+    ImageReviewResponse {
         api_version: API_VERSION,
         kind: KIND,
         status: ImageReviewStatus {
             allowed: false,
-            reason: message,
+            reason,
             audit_annotations: BTreeMap::new(),
         },
-    };
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    }
+}
+
+/// HTTP 400 with an ImageReview body whose reason says what is wrong. The
+/// plugin treats any error as a failed call (and then applies `defaultAllow`).
+fn invalid(message: String) -> Response {
+    tracing::warn!(door = DOOR, error = %message, "malformed ImageReview");
+    (StatusCode::BAD_REQUEST, Json(refusal(message))).into_response()
 }
 
 /// Under `--audit-required`, a review whose decisions could not be recorded

@@ -3,6 +3,7 @@
 
 mod api;
 mod bad_input;
+mod client_certificate;
 mod console;
 mod deploy;
 mod gateway;
