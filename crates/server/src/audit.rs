@@ -430,8 +430,10 @@ fn given(v: Option<&str>) -> Option<&str> {
 }
 
 /// Writes `events` as CSV with the [`FIELDS`] header (the header alone when
-/// there are none, so an empty export is still a table). A cell a
-/// spreadsheet would run as a formula is written as text: see [`csv_cell`].
+/// there are none, so an empty export is still a table). A cell that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) is written with a leading `'`, so it opens as
+/// text.
 pub fn write_csv<W: std::io::Write>(events: &[AuditEvent], out: W) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(FIELDS)?;
