@@ -3,7 +3,9 @@
 //! pull through the gateway follows what was saved, and the member sees the
 //! same page read-only; then the member asks for the refused image from the
 //! link the refusal printed, the owner approves it, the pull goes through,
-//! and the owner reviews Activity and Insights. Screenshots of every page are kept as artefacts
+//! and the owner reviews Activity and Insights. On the way, the stylesheet
+//! and the Copy button's script show that the console's
+//! Content-Security-Policy lets its own files work. Screenshots of every page are kept as artefacts
 //! (`target/e2e-artifacts/screenshots/`).
 //!
 //! The flow is one test, step by step, so that a later step (an access
@@ -321,6 +323,28 @@ async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows(
         .await;
     assert_eq!(owner.text("h1").await, "Access tokens");
     owner.screenshot("tokens").await;
+    // The console's Content-Security-Policy lets in only its own files, and
+    // they work: the stylesheet draws the header in the console's blue, and
+    // the Copy button's script runs.
+    let header_colour = owner
+        .execute(
+            "return getComputedStyle(document.querySelector('header')).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(header_colour, "rgb(11, 61, 145)", "the stylesheet applies");
+    owner
+        .field("Name (what it is for)")
+        .await
+        .send_keys("the browser test")
+        .await
+        .unwrap();
+    owner
+        .click_to_load(&owner.button("Create token").await)
+        .await;
+    owner.button("Copy").await.click().await.unwrap();
+    owner.button("Copied").await;
 
     // 6. Community images off again: the member's refusal says where to
     //    ask, the member asks from that link, the owner approves, and the

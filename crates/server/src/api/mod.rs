@@ -5,7 +5,8 @@
 //! token, or with the console's session cookie (changes then need the
 //! session's CSRF token in `X-CSRF-Token`). The OpenAPI document at
 //! `/api/v1/openapi.json` is generated from these handlers (utoipa), so the
-//! spec cannot drift from the code.
+//! spec cannot drift from the code. Every answer carries
+//! `X-Content-Type-Options: nosniff`.
 
 use std::sync::Arc;
 
@@ -152,6 +153,17 @@ pub fn routes(api: Arc<Api>) -> Router {
             "/api/v1/{*rest}",
             axum::routing::any(|| async { ApiError::not_found("no such API path") }),
         )
+        .layer(axum::middleware::map_response(nosniff))
+}
+
+/// Every API answer is JSON and says so: `nosniff` keeps a browser from
+/// reading one as something else (HTML, script) whatever it holds.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The signed-in caller.

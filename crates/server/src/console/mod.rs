@@ -3,6 +3,8 @@
 //! TLS), a CSRF token on every form, and the organisation pages. Owners edit;
 //! members see the same pages read-only, and a member's POST is refused
 //! whatever it carries. Settings go through `crate::settings`, as the API's do.
+//! Every answer carries a Content-Security-Policy that runs only the
+//! console's own stylesheet and script, and may not be framed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,9 +50,23 @@ impl Console {
     }
 }
 
+/// Where the pages find their stylesheet.
+const STYLESHEET: &str = "/console/console.css";
+/// Where the Access tokens page finds its Copy button's script.
+const SCRIPT: &str = "/console/console.js";
+
+/// What a console page may load and who may show it: its own stylesheet,
+/// script and images only (no inline style or script), forms posted only
+/// back to it, and no frame around it (clickjacking; `X-Frame-Options` says
+/// the same to browsers that predate `frame-ancestors`).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+    img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// `/console/...`.
 pub fn routes(console: Arc<Console>) -> Router {
     Router::new()
+        .route(STYLESHEET, get(stylesheet))
+        .route(SCRIPT, get(script))
         .route("/console", get(home))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", axum::routing::post(sign_out))
@@ -111,6 +127,49 @@ pub fn routes(console: Arc<Console>) -> Router {
             axum::routing::post(requests::withdraw),
         )
         .with_state(console)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The headers every console answer carries: see [`CONTENT_SECURITY_POLICY`].
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// The console's stylesheet.
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", include_str!("console.css"))
+}
+
+/// The console's script (the Access tokens page's Copy button).
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("console.js"))
+}
+
+/// A file the pages load, `no-cache`: a browser asks again for each page, so
+/// a new version shows at once (they are a few kilobytes).
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The client's address, when the server knows it.

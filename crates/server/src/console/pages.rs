@@ -1,60 +1,12 @@
 //! The console's pages, rendered on the server (maud): plain HTML forms that
-//! work without JavaScript, every control labelled, one small stylesheet.
+//! work without JavaScript, every control labelled, one small stylesheet
+//! (`console.css`). No inline style or script: the Content-Security-Policy
+//! allows only the console's own files.
 
 use maud::{DOCTYPE, Markup, html};
 
 use crate::settings::{ImageAccess, Problem};
 use crate::store::Token;
-
-const STYLE: &str = "
-body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fff}
-header{display:flex;gap:1rem;align-items:center;padding:.75rem 1.5rem;background:#0b3d91;color:#fff}
-header a,header button{color:#fff}
-header form{margin-left:auto}
-main{max-width:56rem;padding:1.5rem}
-h1{font-size:1.5rem;margin:.2rem 0 1rem}
-fieldset{border:1px solid #8c959f;border-radius:6px;padding:1rem;margin:0 0 1rem}
-legend{font-weight:600;padding:0 .3rem}
-.option{display:grid;grid-template-columns:1.5rem 1fr;gap:.1rem .5rem;margin:.6rem 0}
-.option p{grid-column:2;margin:0;color:#424a53;font-size:.9rem}
-.note{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5rem .75rem}
-.saved{background:#dafbe1;border:1px solid #1a7f37;border-radius:6px;padding:.5rem .75rem}
-.error{background:#ffebe9;border:1px solid #cf222e;border-radius:6px;padding:.5rem .75rem}
-button{font:inherit;padding:.4rem 1rem;border-radius:6px;border:1px solid #0b3d91;background:#0b3d91;color:#fff;cursor:pointer}
-header button{background:transparent;border-color:#fff}
-input[type=text],input[type=password]{font:inherit;padding:.3rem .5rem;width:18rem}
-textarea{font:14px/1.4 ui-monospace,monospace;padding:.3rem .5rem}
-nav{margin:0 0 .5rem}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d0d7de}
-td form{margin:0}
-select{font:inherit;padding:.25rem}
-.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
-label{cursor:pointer}
-.filters{display:flex;flex-wrap:wrap;gap:0 1rem}
-.filters input[type=text]{width:11rem}
-.refused,.state.declined{color:#a40e26;font-weight:600}
-.allowed,.state.approved{color:#116329;font-weight:600}
-.state.open{color:#7d4e00;font-weight:600}
-.totals{display:flex;gap:2rem}
-.totals strong{font-size:1.6rem}
-.allowed-text{color:#0b3d91}.refused-text{color:#a40e26}
-.chart{margin:1rem 0}
-.chart svg{max-width:100%;height:auto;font:12px system-ui,sans-serif}
-.chart rect.a,.key.a{fill:#0b3d91;background:#0b3d91}
-.chart rect.r,.key.r{fill:#cf222e;background:#cf222e}
-.chart .axis{stroke:#57606a}.chart .grid{stroke:#d0d7de;stroke-dasharray:3 3}
-.key{display:inline-block;width:.8rem;height:.8rem;vertical-align:middle}
-.columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:1rem}
-.request{border:1px solid #d0d7de;border-radius:6px;padding:.5rem 1rem;margin:0 0 1rem}
-.request h3{font-size:1rem;margin:.3rem 0}
-button.secondary{background:#fff;color:#0b3d91}
-.hint{color:#7d4e00}
-a{color:#0b3d91}
-:focus-visible{outline:3px solid #1b1f24;outline-offset:2px}
-header :focus-visible{outline-color:#fff}
-input:disabled+label{cursor:default}
-";
 
 /// The page frame: title, header with the user and sign-out, content.
 pub(super) fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -> Markup {
@@ -65,7 +17,7 @@ pub(super) fn layout(title: &str, user: Option<(&str, &str)>, content: Markup) -
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · imagegate" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href=(super::STYLESHEET);
             }
             body {
                 header {
@@ -596,7 +548,8 @@ pub fn tokens(p: &TokensPage<'_>) -> Markup {
                         label for="secret" { "Your new token" } br;
                         input type="text" id="secret" readonly value=(secret) size="60";
                         " "
-                        button type="button" id="copy" onclick="navigator.clipboard.writeText(document.getElementById('secret').value);this.textContent='Copied'" { "Copy" }
+                        button type="button" id="copy" { "Copy" }
+                        script src=(super::SCRIPT) {}
                     }
                 }
             }

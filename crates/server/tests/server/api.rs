@@ -144,6 +144,58 @@ async fn the_api_takes_a_personal_access_token_as_bearer_and_says_who_you_are() 
 }
 
 #[tokio::test]
+async fn every_api_answer_tells_browsers_not_to_sniff_its_type() {
+    let s = setup();
+    let answers = [
+        (Method::GET, "/api/v1/me", Some(&s.olga), None),
+        (Method::GET, "/api/v1/me", None, None),
+        (Method::GET, "/api/v1/no-such-path", Some(&s.olga), None),
+        (Method::GET, "/api/v1/openapi.json", None, None),
+        (
+            Method::PUT,
+            "/api/v1/orgs/corp/image-access",
+            Some(&s.olga),
+            Some("{not json"),
+        ),
+    ];
+    for (method, path, token, body) in answers {
+        let mut request = Request::builder().method(method.clone()).uri(path);
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let response = s
+            .app
+            .clone()
+            .oneshot(
+                request
+                    .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let what = format!("{method} {path}: {}", response.status());
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/"),
+            "{what}"
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn members_see_image_access_read_only_and_their_changes_are_refused() {
     let s = setup();
     let (status, view) = s.get("/api/v1/orgs/corp/image-access", &s.alice).await;

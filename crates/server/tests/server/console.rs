@@ -796,6 +796,141 @@ async fn a_user_creates_a_token_sees_it_once_and_revokes_it() {
     );
 }
 
+/// The Content-Security-Policy every console answer carries, as a browser
+/// reads it.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+    img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Signed out and in: the sign-in page, a redirect, the home page, a new
+/// token's page, another organisation's 404, a CSV export and the files.
+async fn console_answers(s: &Setup) -> Vec<(&'static str, Answer)> {
+    let session = s.sign_in("alice").await;
+    let cookie = [(SESSION_COOKIE, session.as_str())];
+    let csrf = s.csrf(&session, "/console/tokens").await;
+    vec![
+        (
+            "sign-in page",
+            s.send("GET", "/console/sign-in", &[], None).await,
+        ),
+        ("redirect", s.send("GET", "/console", &[], None).await),
+        ("home", s.send("GET", "/console", &cookie, None).await),
+        (
+            "new token",
+            s.send(
+                "POST",
+                "/console/tokens",
+                &cookie,
+                Some(&format!("csrf={csrf}&name=laptop&expires_days=30")),
+            )
+            .await,
+        ),
+        (
+            "not found",
+            s.send("GET", "/console/orgs/rival/activity", &cookie, None)
+                .await,
+        ),
+        (
+            "export",
+            s.send("GET", "/console/orgs/corp/activity.csv", &cookie, None)
+                .await,
+        ),
+        (
+            "stylesheet",
+            s.send("GET", "/console/console.css", &[], None).await,
+        ),
+        (
+            "script",
+            s.send("GET", "/console/console.js", &[], None).await,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_console_answer_forbids_framing_sniffing_and_other_sites_content() {
+    let s = setup();
+    for (what, answer) in console_answers(&s).await {
+        let header = |name| answer.headers.get(name).map(|v| v.to_str().unwrap());
+        assert_eq!(
+            header(header::CONTENT_SECURITY_POLICY),
+            Some(CONTENT_SECURITY_POLICY),
+            "{what}"
+        );
+        assert_eq!(header(header::X_FRAME_OPTIONS), Some("DENY"), "{what}");
+        assert_eq!(
+            header(header::X_CONTENT_TYPE_OPTIONS),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(
+            header(header::REFERRER_POLICY),
+            Some("same-origin"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_pages_have_no_inline_style_or_script_and_load_the_consoles_own_files() {
+    let s = setup();
+    let answers = console_answers(&s).await;
+    let pages: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| {
+            a.headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t == "text/html; charset=utf-8")
+        })
+        .collect();
+    assert_eq!(pages.len(), 4, "sign-in, home, new token, not found");
+    for (what, page) in pages {
+        let body = &page.body;
+        assert!(
+            body.contains(r#"<link rel="stylesheet" href="/console/console.css">"#),
+            "{what}: {body}"
+        );
+        assert!(!body.contains("<style"), "{what}: {body}");
+        assert!(!body.contains(" style="), "{what}: {body}");
+        assert!(!body.contains("javascript:"), "{what}: {body}");
+        // An event handler attribute (` onclick="`) is inline script.
+        let handler = body.match_indices(" on").find(|(at, _)| {
+            let name = body[at + 3..].split('=').next().unwrap();
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase())
+        });
+        assert_eq!(handler, None, "{what}: {body}");
+        // Every script is the console's file.
+        assert_eq!(
+            body.matches("<script").count(),
+            body.matches(r#"<script src="/console/console.js">"#)
+                .count(),
+            "{what}: {body}"
+        );
+    }
+    let (_, new_token) = answers.iter().find(|(w, _)| *w == "new token").unwrap();
+    assert!(
+        new_token
+            .body
+            .contains(r#"<button type="button" id="copy">Copy</button><script src="/console/console.js"></script>"#),
+        "{}",
+        new_token.body
+    );
+
+    let (_, css) = answers.iter().find(|(w, _)| *w == "stylesheet").unwrap();
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    assert!(css.body.contains("header{display:flex;"), "{}", css.body);
+    let (_, js) = answers.iter().find(|(w, _)| *w == "script").unwrap();
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(
+        js.headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        js.body.contains(r#"document.getElementById("copy")"#),
+        "{}",
+        js.body
+    );
+}
+
 #[tokio::test]
 async fn owners_add_change_and_remove_members_and_the_last_owner_stays() {
     let s = setup();

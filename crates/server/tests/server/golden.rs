@@ -45,12 +45,47 @@ async fn run_dir(dir: &str, path: &str, at_least: usize) {
 
 #[tokio::test]
 async fn admission_reviews_get_the_full_expected_response() {
-    run_dir("admission", "/admission/validate", 21).await;
+    run_dir("admission", "/admission/validate", 22).await;
 }
 
 #[tokio::test]
 async fn image_reviews_get_the_full_expected_response() {
     run_dir("imagepolicy", "/imagepolicy", 9).await;
+}
+
+#[tokio::test]
+async fn kubectl_debug_on_kubernetes_1_22_is_refused_like_the_subresource_not_waved_through() {
+    // Kubernetes 1.16 to 1.22 send pods/ephemeralcontainers as kind
+    // EphemeralContainers, its list at the top of the object.
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{FIXTURES}/admission/ephemeralcontainers-kind-v1.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        fixture["request"]["request"]["kind"]["kind"],
+        "EphemeralContainers"
+    );
+    let (status, got) = post(
+        app("policy.yaml"),
+        "/admission/validate",
+        serde_json::to_vec(&fixture["request"]).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["response"]["allowed"], false);
+    assert_eq!(
+        got["response"]["warnings"],
+        Value::Null,
+        "no not-inspected warning"
+    );
+    assert_eq!(got["response"]["status"]["code"], 403);
+    assert_eq!(
+        got["response"]["status"]["message"],
+        "ephemeralContainers[0] (debugger-x7k2p): image access denied: community images not allowed"
+    );
 }
 
 #[tokio::test]
