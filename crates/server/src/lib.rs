@@ -174,11 +174,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> Result<(), ServeError> {
-    let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn store::Store> = Arc::new(store::open(
         &config.data_dir,
         config.database_url.as_deref(),
     )?);
+    serve_store(config, store, shutdown, on_listening).await
+}
+
+/// [`serve`], on a store already opened (the configuration's data
+/// directory still holds the signing key).
+pub async fn serve_store(
+    config: Config,
+    store: Arc<dyn store::Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
     let identity = identity::Identity::new(store);
     match identity.first_administrator() {
         Ok(Some(password)) => tracing::warn!(

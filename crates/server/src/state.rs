@@ -256,3 +256,23 @@ pub async fn watch_org_policy(
         }
     }
 }
+
+/// Runs `work` (store calls, password hashing) on the blocking pool, never
+/// on the async runtime's threads, and returns what it returned: the people's
+/// side (API, console) calls the store through this, so a long query never
+/// holds a thread a door needs. A panic in `work` is resumed here.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => unreachable_cancelled(e),
+        },
+    }
+}
+
+/// Blocking tasks are never cancelled (only a shutting-down runtime drops
+/// them, and then nothing awaits them).
+fn unreachable_cancelled(e: tokio::task::JoinError) -> ! {
+    panic!("a blocking task was cancelled: {e}")
+}

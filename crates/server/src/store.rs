@@ -517,6 +517,8 @@ pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Long reads waiting for the reader connection (tests watch it).
+    waiting_long_reads: std::sync::atomic::AtomicUsize,
     /// The database file's device and inode when opened.
     file: Option<(u64, u64)>,
 }
@@ -607,6 +609,7 @@ impl SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),
             reader: Mutex::new(reader),
+            waiting_long_reads: std::sync::atomic::AtomicUsize::new(0),
             file: file_identity(path),
         })
     }
@@ -618,11 +621,21 @@ impl SqliteStore {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many long reads wait for the connection [`SqliteStore::hold_long_reads`] holds.
+    #[doc(hidden)]
+    pub fn waiting_long_reads(&self) -> usize {
+        self.waiting_long_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting_long_reads.fetch_add(1, SeqCst);
         let conn = self
             .reader
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.waiting_long_reads.fetch_sub(1, SeqCst);
         f(&conn).map_err(|source| StoreError::Database {
             path: self.path.clone(),
             source,
@@ -642,7 +655,7 @@ impl SqliteStore {
 
     /// The schema version after migrations.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read(|c| {
+        self.with(|c| {
             c.query_row(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
                 [],
@@ -796,7 +809,7 @@ impl Store for SqliteStore {
     }
 
     fn org(&self, name: &str) -> Result<Option<Org>, StoreError> {
-        self.read(|c| {
+        self.with(|c| {
             c.query_row(
                 "SELECT name, namespaces, policy FROM orgs WHERE name = ?1",
                 [name],
@@ -1334,7 +1347,7 @@ impl Store for SqliteStore {
         bucket_ms: i64,
     ) -> Result<Vec<Bucket>, StoreError> {
         let bucket_ms = bucket_ms.max(1);
-        self.with(|c| {
+        self.read(|c| {
             let mut q = c.prepare_cached(&format!(
                 "SELECT ?2 + ((time_ms - ?2) / ?4) * ?4 AS start,
                         SUM(decision <> 'deny'), SUM(decision = 'deny')
@@ -1359,7 +1372,7 @@ impl Store for SqliteStore {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<RefusalGroup>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut q = c.prepare_cached(&format!(
                 "SELECT image, user, category, MAX(reason), COUNT(*), MAX(time_ms)
                  FROM audit

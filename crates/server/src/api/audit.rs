@@ -47,21 +47,24 @@ pub async fn audit(
     Path(org): Path<String>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.role_in(&api, &org)?;
-    let limit = super::limit(q.limit, 100)?;
-    let filters = Filters {
-        since: q.since.as_deref(),
-        until: q.until.as_deref(),
-        user: q.user.as_deref(),
-        door: q.door.as_deref(),
-        decision: q.decision.as_deref(),
-        image: q.image.as_deref(),
-    };
-    let (mut filter, glob) = filters.compile(&org, now_ms()).map_err(ApiError::invalid)?;
-    filter.limit = Some(limit);
-    let events = read(api.identity.store().as_ref(), &filter, glob.as_ref())
-        .map_err(|e| ApiError::unavailable(&e))?;
-    let records: Vec<Record<'_>> = events.iter().map(Record::of).collect();
-    Ok(Json(records).into_response())
+    crate::state::blocking(move || {
+        let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        caller.role_in(&api, &org)?;
+        let limit = super::limit(q.limit, 100)?;
+        let filters = Filters {
+            since: q.since.as_deref(),
+            until: q.until.as_deref(),
+            user: q.user.as_deref(),
+            door: q.door.as_deref(),
+            decision: q.decision.as_deref(),
+            image: q.image.as_deref(),
+        };
+        let (mut filter, glob) = filters.compile(&org, now_ms()).map_err(ApiError::invalid)?;
+        filter.limit = Some(limit);
+        let events = read(api.identity.store().as_ref(), &filter, glob.as_ref())
+            .map_err(|e| ApiError::unavailable(&e))?;
+        let records: Vec<Record<'_>> = events.iter().map(Record::of).collect();
+        Ok(Json(records).into_response())
+    })
+    .await
 }

@@ -33,12 +33,15 @@ pub async fn get(
     Path(org): Path<String>,
     query: Result<Query<InsightsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Insights>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.owner_for(&api, &org, "see its insights")?;
-    let range = q.range.as_deref().unwrap_or("7d");
-    match insights(api.identity.store().as_ref(), &org, range) {
-        Ok(i) => Ok(Json(i)),
-        Err(InsightsError::Range(m)) => Err(ApiError::invalid(m)),
-        Err(InsightsError::Store(e)) => Err(ApiError::unavailable(&e)),
-    }
+    crate::state::blocking(move || {
+        let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        caller.owner_for(&api, &org, "see its insights")?;
+        let range = q.range.as_deref().unwrap_or("7d");
+        match insights(api.identity.store().as_ref(), &org, range) {
+            Ok(i) => Ok(Json(i)),
+            Err(InsightsError::Range(m)) => Err(ApiError::invalid(m)),
+            Err(InsightsError::Store(e)) => Err(ApiError::unavailable(&e)),
+        }
+    })
+    .await
 }

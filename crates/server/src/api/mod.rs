@@ -176,8 +176,11 @@ impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Caller, ApiError> {
+        // The credentials are read here; the store is asked off the
+        // runtime's threads.
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return session_caller(parts, api);
+            let (api, parts) = (api.clone(), SessionParts::of(parts));
+            return crate::state::blocking(move || session_caller(&parts, &api)).await;
         };
         let secret = value
             .to_str()
@@ -187,14 +190,32 @@ impl FromRequestParts<Arc<Api>> for Caller {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the API takes Authorization: Bearer <token>"))?;
-        match api.identity.bearer(secret) {
+            .ok_or_else(|| ApiError::unauthorized("the API takes Authorization: Bearer <token>"))?
+            .to_owned();
+        let api = api.clone();
+        crate::state::blocking(move || match api.identity.bearer(&secret) {
             Ok(Ok(token)) => Ok(Caller { user: token.user }),
             Ok(Err(SignInError::Invalid)) => {
                 Err(ApiError::unauthorized("invalid personal access token"))
             }
             Ok(Err(e)) => Err(ApiError::unauthorized(e.to_string())),
             Err(e) => Err(ApiError::unavailable(&e)),
+        })
+        .await
+    }
+}
+
+/// What a session sign-in needs of a request: its method and headers.
+struct SessionParts {
+    method: Method,
+    headers: axum::http::HeaderMap,
+}
+
+impl SessionParts {
+    fn of(parts: &Parts) -> SessionParts {
+        SessionParts {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
         }
     }
 }
@@ -202,7 +223,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
 /// The console's session cookie signs in to the API too. A request that
 /// changes something must also carry the session's CSRF token in
 /// `X-CSRF-Token`, which another site's page cannot read or send.
-fn session_caller(parts: &Parts, api: &Api) -> Result<Caller, ApiError> {
+fn session_caller(parts: &SessionParts, api: &Api) -> Result<Caller, ApiError> {
     let no_credentials = || {
         ApiError::unauthorized(
             "sign in: send a personal access token as Authorization: Bearer igpat_…",

@@ -181,25 +181,28 @@ fn role_name(role: Role) -> &'static str {
     security(("bearer" = [])))]
 /// The signed-in user and their organisations.
 pub async fn me(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let organisations = api
-        .identity
-        .memberships(&caller.user)?
-        .into_iter()
-        .map(|(name, role)| Membership {
-            name,
-            role: role_name(role),
-        })
-        .collect();
-    let administrator = api
-        .identity
-        .store()
-        .is_administrator(&caller.user)
-        .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(Me {
-        user: caller.user,
-        organisations,
-        administrator,
-    }))
+    crate::state::blocking(move || {
+        let organisations = api
+            .identity
+            .memberships(&caller.user)?
+            .into_iter()
+            .map(|(name, role)| Membership {
+                name,
+                role: role_name(role),
+            })
+            .collect();
+        let administrator = api
+            .identity
+            .store()
+            .is_administrator(&caller.user)
+            .map_err(|e| ApiError::unavailable(&e))?;
+        Ok(Json(Me {
+            user: caller.user,
+            organisations,
+            administrator,
+        }))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "organisations",
@@ -212,13 +215,16 @@ pub async fn org(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<OrgView>, ApiError> {
-    let role = caller.role_in(&api, &org)?;
-    let o = api.identity.org(&org)?;
-    Ok(Json(OrgView {
-        name: o.name,
-        namespaces: o.namespaces,
-        role: role_name(role),
-    }))
+    crate::state::blocking(move || {
+        let role = caller.role_in(&api, &org)?;
+        let o = api.identity.org(&org)?;
+        Ok(Json(OrgView {
+            name: o.name,
+            namespaces: o.namespaces,
+            role: role_name(role),
+        }))
+    })
+    .await
 }
 
 /// A new organisation.
@@ -244,15 +250,18 @@ pub async fn create_org(
     caller: Caller,
     Body(new): Body<NewOrg>,
 ) -> Result<(axum::http::StatusCode, Json<OrgView>), ApiError> {
-    let o = settings::create_org(&api.identity, &caller.user, &new.name, &new.namespaces)?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(OrgView {
-            name: o.name,
-            namespaces: o.namespaces,
-            role: role_name(Role::Owner),
-        }),
-    ))
+    crate::state::blocking(move || {
+        let o = settings::create_org(&api.identity, &caller.user, &new.name, &new.namespaces)?;
+        Ok((
+            axum::http::StatusCode::CREATED,
+            Json(OrgView {
+                name: o.name,
+                namespaces: o.namespaces,
+                role: role_name(Role::Owner),
+            }),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/policy", tag = "policy",
@@ -265,8 +274,11 @@ pub async fn get_policy(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    let role = caller.role_in(&api, &org)?;
-    policy_view(&api, &org, role)
+    crate::state::blocking(move || {
+        let role = caller.role_in(&api, &org)?;
+        policy_view(&api, &org, role)
+    })
+    .await
 }
 
 fn policy_view(api: &Api, org: &str, role: Role) -> Result<Json<PolicyView>, ApiError> {
@@ -291,9 +303,12 @@ pub async fn put_policy(
     Path(org): Path<String>,
     Body(update): Body<PolicyUpdate>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    caller.owner_of(&api, &org, "policy")?;
-    settings::set_policy(&api.identity, &org, &caller.user, "policy", &update.yaml)?;
-    policy_view(&api, &org, Role::Owner)
+    crate::state::blocking(move || {
+        caller.owner_of(&api, &org, "policy")?;
+        settings::set_policy(&api.identity, &org, &caller.user, "policy", &update.yaml)?;
+        policy_view(&api, &org, Role::Owner)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/image-access", tag = "image access",
@@ -307,8 +322,11 @@ pub async fn get_image_access(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<ImageAccessView>, ApiError> {
-    let role = caller.role_in(&api, &org)?;
-    image_access_view(&api, &org, role)
+    crate::state::blocking(move || {
+        let role = caller.role_in(&api, &org)?;
+        image_access_view(&api, &org, role)
+    })
+    .await
 }
 
 fn image_access_view(api: &Api, org: &str, role: Role) -> Result<Json<ImageAccessView>, ApiError> {
@@ -341,28 +359,31 @@ pub async fn put_image_access(
     Path(org): Path<String>,
     Body(update): Body<ImageAccessUpdate>,
 ) -> Result<Json<ImageAccessView>, ApiError> {
-    caller.owner_of(&api, &org, "image access")?;
-    if !update.categories.organization {
-        return Err(ApiError::invalid(
-            "organization images are always allowed: categories.organization cannot be false",
-        ));
-    }
-    let current = settings::image_access(&api.identity, &org)?;
-    let c = &update.categories;
-    let to = settings::ImageAccess {
-        enabled: update.enabled,
-        official: c.official,
-        verified_publisher: c.verified_publisher,
-        community: c.community,
-        organization_namespaces: update
-            .organization_namespaces
-            .unwrap_or(current.organization_namespaces),
-        verified_publishers: update
-            .verified_publishers
-            .unwrap_or(current.verified_publishers),
-    };
-    settings::set_image_access(&api.identity, &org, &caller.user, &to)?;
-    image_access_view(&api, &org, Role::Owner)
+    crate::state::blocking(move || {
+        caller.owner_of(&api, &org, "image access")?;
+        if !update.categories.organization {
+            return Err(ApiError::invalid(
+                "organization images are always allowed: categories.organization cannot be false",
+            ));
+        }
+        let current = settings::image_access(&api.identity, &org)?;
+        let c = &update.categories;
+        let to = settings::ImageAccess {
+            enabled: update.enabled,
+            official: c.official,
+            verified_publisher: c.verified_publisher,
+            community: c.community,
+            organization_namespaces: update
+                .organization_namespaces
+                .unwrap_or(current.organization_namespaces),
+            verified_publishers: update
+                .verified_publishers
+                .unwrap_or(current.verified_publishers),
+        };
+        settings::set_image_access(&api.identity, &org, &caller.user, &to)?;
+        image_access_view(&api, &org, Role::Owner)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/registry-access", tag = "registry access",
@@ -375,8 +396,11 @@ pub async fn get_registry_access(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<RegistryAccessView>, ApiError> {
-    let role = caller.role_in(&api, &org)?;
-    registry_access_view(&api, &org, role)
+    crate::state::blocking(move || {
+        let role = caller.role_in(&api, &org)?;
+        registry_access_view(&api, &org, role)
+    })
+    .await
 }
 
 fn registry_access_view(
@@ -407,13 +431,16 @@ pub async fn put_registry_access(
     Path(org): Path<String>,
     Body(update): Body<RegistryAccessUpdate>,
 ) -> Result<Json<RegistryAccessView>, ApiError> {
-    caller.owner_of(&api, &org, "registry access")?;
-    let to = settings::RegistryAccess {
-        enabled: update.enabled,
-        allow: update.allow,
-    };
-    settings::set_registry_access(&api.identity, &org, &caller.user, &to)?;
-    registry_access_view(&api, &org, Role::Owner)
+    crate::state::blocking(move || {
+        caller.owner_of(&api, &org, "registry access")?;
+        let to = settings::RegistryAccess {
+            enabled: update.enabled,
+            allow: update.allow,
+        };
+        settings::set_registry_access(&api.identity, &org, &caller.user, &to)?;
+        registry_access_view(&api, &org, Role::Owner)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "members",
@@ -426,17 +453,20 @@ pub async fn members(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<Membership>>, ApiError> {
-    caller.role_in(&api, &org)?;
-    Ok(Json(
-        api.identity
-            .members(&org)?
-            .into_iter()
-            .map(|(name, role)| Membership {
-                name,
-                role: role_name(role),
-            })
-            .collect(),
-    ))
+    crate::state::blocking(move || {
+        caller.role_in(&api, &org)?;
+        Ok(Json(
+            api.identity
+                .members(&org)?
+                .into_iter()
+                .map(|(name, role)| Membership {
+                    name,
+                    role: role_name(role),
+                })
+                .collect(),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/changes", tag = "policy",
@@ -450,26 +480,29 @@ pub async fn changes(
     Path(org): Path<String>,
     query: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.role_in(&api, &org)?;
-    let limit = super::limit(query.limit, 50)?;
-    let changes = api
-        .identity
-        .store()
-        .policy_changes(&org, limit)
-        .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(
-        changes
-            .into_iter()
-            .map(|c| ChangeView {
-                time: rfc3339(c.time_ms),
-                user: c.user,
-                what: c.what,
-                before: c.before,
-                after: c.after,
-            })
-            .collect(),
-    ))
+    crate::state::blocking(move || {
+        let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        caller.role_in(&api, &org)?;
+        let limit = super::limit(query.limit, 50)?;
+        let changes = api
+            .identity
+            .store()
+            .policy_changes(&org, limit)
+            .map_err(|e| ApiError::unavailable(&e))?;
+        Ok(Json(
+            changes
+                .into_iter()
+                .map(|c| ChangeView {
+                    time: rfc3339(c.time_ms),
+                    user: c.user,
+                    what: c.what,
+                    before: c.before,
+                    after: c.after,
+                })
+                .collect(),
+        ))
+    })
+    .await
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -38,12 +38,15 @@ pub async fn put_member(
     Path((org, user)): Path<(String, String)>,
     Body(update): Body<RoleUpdate>,
 ) -> Result<Json<Membership>, ApiError> {
-    caller.owner_of(&api, &org, "members")?;
-    let role = Role::parse(&update.role).ok_or_else(|| {
-        ApiError::invalid(format!("role {:?} is not owner or member", update.role))
-    })?;
-    settings::set_member(&api.identity, &org, &caller.user, &user, role)?;
-    Ok(Json(Membership::new(user, role)))
+    crate::state::blocking(move || {
+        caller.owner_of(&api, &org, "members")?;
+        let role = Role::parse(&update.role).ok_or_else(|| {
+            ApiError::invalid(format!("role {:?} is not owner or member", update.role))
+        })?;
+        settings::set_member(&api.identity, &org, &caller.user, &user, role)?;
+        Ok(Json(Membership::new(user, role)))
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}", tag = "members",
@@ -57,9 +60,12 @@ pub async fn delete_member(
     caller: Caller,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.owner_of(&api, &org, "members")?;
-    settings::remove_member(&api.identity, &org, &caller.user, &user)?;
-    Ok(StatusCode::NO_CONTENT)
+    crate::state::blocking(move || {
+        caller.owner_of(&api, &org, "members")?;
+        settings::remove_member(&api.identity, &org, &caller.user, &user)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 /// A personal access token as listed: never the secret.
@@ -123,13 +129,16 @@ pub async fn list_tokens(
     State(api): State<Arc<Api>>,
     caller: Caller,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
-    let mut tokens = api
-        .identity
-        .store()
-        .tokens(&caller.user)
-        .map_err(|e| ApiError::unavailable(&e))?;
-    tokens.sort_by_key(|t| std::cmp::Reverse(t.created));
-    Ok(Json(tokens.into_iter().map(TokenView::of).collect()))
+    crate::state::blocking(move || {
+        let mut tokens = api
+            .identity
+            .store()
+            .tokens(&caller.user)
+            .map_err(|e| ApiError::unavailable(&e))?;
+        tokens.sort_by_key(|t| std::cmp::Reverse(t.created));
+        Ok(Json(tokens.into_iter().map(TokenView::of).collect()))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens",
@@ -144,22 +153,25 @@ pub async fn create_token(
     caller: Caller,
     Body(request): Body<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let created = api
-        .identity
-        .create_token(&caller.user, &request.name, request.expires_days)
-        .map_err(|e| match e {
-            crate::identity::IdentityError::Invalid(m) => {
-                ApiError::invalid(m.replace("--expires", "expires_days"))
-            }
-            other => other.into(),
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token: created.secret,
-            listed: TokenView::of(created.token),
-        }),
-    ))
+    crate::state::blocking(move || {
+        let created = api
+            .identity
+            .create_token(&caller.user, &request.name, request.expires_days)
+            .map_err(|e| match e {
+                crate::identity::IdentityError::Invalid(m) => {
+                    ApiError::invalid(m.replace("--expires", "expires_days"))
+                }
+                other => other.into(),
+            })?;
+        Ok((
+            StatusCode::CREATED,
+            Json(CreatedToken {
+                token: created.secret,
+                listed: TokenView::of(created.token),
+            }),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
@@ -173,13 +185,16 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    api.identity
-        .revoke_token(&caller.user, &id)
-        .map_err(|e| match e {
-            crate::identity::IdentityError::Store(crate::store::StoreError::Missing { .. }) => {
-                ApiError::not_found(format!("you have no token {id}"))
-            }
-            other => other.into(),
-        })?;
-    Ok(StatusCode::NO_CONTENT)
+    crate::state::blocking(move || {
+        api.identity
+            .revoke_token(&caller.user, &id)
+            .map_err(|e| match e {
+                crate::identity::IdentityError::Store(crate::store::StoreError::Missing {
+                    ..
+                }) => ApiError::not_found(format!("you have no token {id}")),
+                other => other.into(),
+            })?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }

@@ -130,18 +130,21 @@ pub async fn list(
     Path(org): Path<String>,
     query: Result<Query<RequestsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<AccessRequestView>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let role = caller.role_in(&api, &org)?;
-    let limit = super::limit(q.limit, 100)?;
-    let found = requests::list(
-        &api.identity,
-        &org,
-        &caller.user,
-        role,
-        q.state.as_deref(),
-        limit,
-    )?;
-    Ok(Json(found.into_iter().map(Into::into).collect()))
+    crate::state::blocking(move || {
+        let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let role = caller.role_in(&api, &org)?;
+        let limit = super::limit(q.limit, 100)?;
+        let found = requests::list(
+            &api.identity,
+            &org,
+            &caller.user,
+            role,
+            q.state.as_deref(),
+            limit,
+        )?;
+        Ok(Json(found.into_iter().map(Into::into).collect()))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/access-requests", tag = "access requests",
@@ -161,21 +164,24 @@ pub async fn create(
     Path(org): Path<String>,
     Body(new): Body<NewAccessRequest>,
 ) -> Result<(StatusCode, Json<AccessRequestView>), ApiError> {
-    let role = caller.role_in(&api, &org)?;
-    let (request, filed) = requests::ask(
-        &api.identity,
-        &org,
-        &caller.user,
-        role,
-        &new.image,
-        &new.reason,
-    )?;
-    let status = if filed {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(request.into())))
+    crate::state::blocking(move || {
+        let role = caller.role_in(&api, &org)?;
+        let (request, filed) = requests::ask(
+            &api.identity,
+            &org,
+            &caller.user,
+            role,
+            &new.image,
+            &new.reason,
+        )?;
+        let status = if filed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(request.into())))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/access-requests/{id}", tag = "access requests",
@@ -189,11 +195,14 @@ pub async fn get(
     caller: Caller,
     path: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<AccessRequestView>, ApiError> {
-    let Path((org, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let role = caller.role_in(&api, &org)?;
-    Ok(Json(
-        requests::get(&api.identity, &org, &caller.user, role, id)?.into(),
-    ))
+    crate::state::blocking(move || {
+        let Path((org, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let role = caller.role_in(&api, &org)?;
+        Ok(Json(
+            requests::get(&api.identity, &org, &caller.user, role, id)?.into(),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/access-requests/{id}/approve", tag = "access requests",
@@ -213,11 +222,14 @@ pub async fn approve(
     body: axum::body::Bytes,
 ) -> Result<Json<AccessRequestView>, ApiError> {
     let Path((org, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.owner_for(&api, &org, "approve or decline access requests")?;
-    let note = decision(&body)?.note;
-    Ok(Json(
-        requests::approve(&api.identity, &org, &caller.user, id, &note)?.into(),
-    ))
+    crate::state::blocking(move || {
+        caller.owner_for(&api, &org, "approve or decline access requests")?;
+        let note = decision(&body)?.note;
+        Ok(Json(
+            requests::approve(&api.identity, &org, &caller.user, id, &note)?.into(),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/access-requests/{id}/decline", tag = "access requests",
@@ -235,11 +247,14 @@ pub async fn decline(
     body: axum::body::Bytes,
 ) -> Result<Json<AccessRequestView>, ApiError> {
     let Path((org, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.owner_for(&api, &org, "approve or decline access requests")?;
-    let note = decision(&body)?.note;
-    Ok(Json(
-        requests::decline(&api.identity, &org, &caller.user, id, &note)?.into(),
-    ))
+    crate::state::blocking(move || {
+        caller.owner_for(&api, &org, "approve or decline access requests")?;
+        let note = decision(&body)?.note;
+        Ok(Json(
+            requests::decline(&api.identity, &org, &caller.user, id, &note)?.into(),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/access-requests/{id}", tag = "access requests",
@@ -254,8 +269,11 @@ pub async fn withdraw(
     path: Result<Path<(String, i64)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<AccessRequestView>, ApiError> {
     let Path((org, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    caller.role_in(&api, &org)?;
-    Ok(Json(
-        requests::withdraw(&api.identity, &org, &caller.user, id)?.into(),
-    ))
+    crate::state::blocking(move || {
+        caller.role_in(&api, &org)?;
+        Ok(Json(
+            requests::withdraw(&api.identity, &org, &caller.user, id)?.into(),
+        ))
+    })
+    .await
 }

@@ -86,47 +86,50 @@ pub async fn activity_page(
     Path(org): Path<String>,
     query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
-    let who = signed_at(&console, &headers, &uri)?;
-    let role = role_in(&console, &who, &org)?;
-    let q = query.map(|Query(q)| q).unwrap_or_default();
-    let (events, more, error) = match q.filters().compile(&org, now_ms()) {
-        Ok((mut filter, glob)) => {
-            filter.offset = Some(q.page.saturating_mul(PAGE));
-            filter.limit = Some(PAGE + 1);
-            let mut events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
-                .map_err(|e| Refusal::unavailable(&e))?;
-            // Oldest first from the store; the page shows the newest first.
-            let more = events.len() > PAGE;
-            if more {
-                events.remove(0);
+    crate::state::blocking(move || {
+        let who = signed_at(&console, &headers, &uri)?;
+        let role = role_in(&console, &who, &org)?;
+        let q = query.map(|Query(q)| q).unwrap_or_default();
+        let (events, more, error) = match q.filters().compile(&org, now_ms()) {
+            Ok((mut filter, glob)) => {
+                filter.offset = Some(q.page.saturating_mul(PAGE));
+                filter.limit = Some(PAGE + 1);
+                let mut events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
+                    .map_err(|e| Refusal::unavailable(&e))?;
+                // Oldest first from the store; the page shows the newest first.
+                let more = events.len() > PAGE;
+                if more {
+                    events.remove(0);
+                }
+                events.reverse();
+                (events, more, None)
             }
-            events.reverse();
-            (events, more, None)
-        }
-        Err(e) => (Vec::new(), false, Some(e)),
-    };
-    let changes = console
-        .identity
-        .store()
-        .policy_changes(&org, CHANGES)
-        .map_err(|e| Refusal::unavailable(&e))?;
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    let markup = activity(&ActivityView {
-        user: &who.user,
-        csrf: &who.csrf,
-        org: &org,
-        owner: role == Role::Owner,
-        q: &q,
-        events: &events,
-        more,
-        error: error.as_deref(),
-        changes: &changes,
-    });
-    Ok((status, markup).into_response())
+            Err(e) => (Vec::new(), false, Some(e)),
+        };
+        let changes = console
+            .identity
+            .store()
+            .policy_changes(&org, CHANGES)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let status = if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
+        let markup = activity(&ActivityView {
+            user: &who.user,
+            csrf: &who.csrf,
+            org: &org,
+            owner: role == Role::Owner,
+            q: &q,
+            events: &events,
+            more,
+            error: error.as_deref(),
+            changes: &changes,
+        });
+        Ok((status, markup).into_response())
+    })
+    .await
 }
 
 /// `/console/orgs/{org}/activity.csv`: the filtered log, oldest first.
@@ -137,32 +140,35 @@ pub async fn activity_csv(
     Path(org): Path<String>,
     query: Result<Query<ActivityQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
-    let who = signed_at(&console, &headers, &uri)?;
-    role_in(&console, &who, &org)?;
-    let q = query.map(|Query(q)| q).unwrap_or_default();
-    let (mut filter, glob) = match q.filters().compile(&org, now_ms()) {
-        Ok(f) => f,
-        Err(e) => {
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response());
-        }
-    };
-    filter.limit = Some(EXPORT_MAX);
-    let events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
-        .map_err(|e| Refusal::unavailable(&e))?;
-    let mut body = Vec::new();
-    crate::audit::write_csv(&events, &mut body).map_err(|e| Refusal::unavailable(&e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{org}-activity.csv\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
+    crate::state::blocking(move || {
+        let who = signed_at(&console, &headers, &uri)?;
+        role_in(&console, &who, &org)?;
+        let q = query.map(|Query(q)| q).unwrap_or_default();
+        let (mut filter, glob) = match q.filters().compile(&org, now_ms()) {
+            Ok(f) => f,
+            Err(e) => {
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response());
+            }
+        };
+        filter.limit = Some(EXPORT_MAX);
+        let events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let mut body = Vec::new();
+        crate::audit::write_csv(&events, &mut body).map_err(|e| Refusal::unavailable(&e))?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{org}-activity.csv\""),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            body,
+        )
+            .into_response())
+    })
+    .await
 }
 
 struct ActivityView<'a> {
@@ -308,40 +314,43 @@ pub async fn insights_page(
     Path(org): Path<String>,
     query: Result<Query<InsightsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
-    let who = signed_at(&console, &headers, &uri)?;
-    if role_in(&console, &who, &org)? != Role::Owner {
-        return Err(Refusal::Forbidden {
-            message: format!(
-                "Only owners of {org} see its insights. The Activity page shows every decision."
-            ),
-            who: who.header(),
-        });
-    }
-    let range = query
-        .ok()
-        .and_then(|Query(q)| q.range)
-        .unwrap_or_else(|| "7d".to_owned());
-    let found = match insights(console.identity.store().as_ref(), &org, &range) {
-        Ok(i) => i,
-        Err(InsightsError::Range(m)) => {
+    crate::state::blocking(move || {
+        let who = signed_at(&console, &headers, &uri)?;
+        if role_in(&console, &who, &org)? != Role::Owner {
             return Err(Refusal::Forbidden {
-                message: m,
+                message: format!(
+                    "Only owners of {org} see its insights. The Activity page shows every decision."
+                ),
                 who: who.header(),
             });
         }
-        Err(InsightsError::Store(e)) => return Err(Refusal::unavailable(&e)),
-    };
-    let open = console
-        .identity
-        .store()
-        .access_requests(&org, Some("open"), None, usize::MAX)
-        .map_err(|e| Refusal::unavailable(&e))?;
-    let markup = layout(
-        "Insights",
-        Some((&who.user, &who.csrf)),
-        insights_view(&org, &found, &open),
-    );
-    Ok(markup.into_response())
+        let range = query
+            .ok()
+            .and_then(|Query(q)| q.range)
+            .unwrap_or_else(|| "7d".to_owned());
+        let found = match insights(console.identity.store().as_ref(), &org, &range) {
+            Ok(i) => i,
+            Err(InsightsError::Range(m)) => {
+                return Err(Refusal::Forbidden {
+                    message: m,
+                    who: who.header(),
+                });
+            }
+            Err(InsightsError::Store(e)) => return Err(Refusal::unavailable(&e)),
+        };
+        let open = console
+            .identity
+            .store()
+            .access_requests(&org, Some("open"), None, usize::MAX)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let markup = layout(
+            "Insights",
+            Some((&who.user, &who.csrf)),
+            insights_view(&org, &found, &open),
+        );
+        Ok(markup.into_response())
+    })
+    .await
 }
 
 fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) -> Markup {

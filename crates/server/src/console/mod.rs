@@ -375,8 +375,11 @@ async fn home(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    Ok(home_view(&console, &who, None)?.into_response())
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        Ok(home_view(&console, &who, None)?.into_response())
+    })
+    .await
 }
 
 fn home_view(
@@ -420,40 +423,47 @@ async fn create_org(
     headers: HeaderMap,
     Form(form): Form<NewOrgForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    let namespaces: Vec<String> = form
-        .namespaces
-        .split([',', ' ', '\n', '\r'])
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let name = form.name.trim();
-    match settings::create_org(&console.identity, &who.user, name, &namespaces) {
-        Ok(_) => Ok(Redirect::to(&format!("/console/orgs/{name}/image-access")).into_response()),
-        Err(settings::SettingsError::Forbidden(message)) => Err(Refusal::Forbidden {
-            message,
-            who: who.header(),
-        }),
-        Err(settings::SettingsError::Identity(crate::identity::IdentityError::Invalid(m))) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            home_view(&console, &who, Some(&m))?,
-        )
-            .into_response()),
-        Err(settings::SettingsError::Identity(crate::identity::IdentityError::Store(
-            crate::store::StoreError::Exists { .. },
-        ))) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            home_view(
-                &console,
-                &who,
-                Some(&format!("Organisation {name} already exists.")),
-            )?,
-        )
-            .into_response()),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        let namespaces: Vec<String> = form
+            .namespaces
+            .split([',', ' ', '\n', '\r'])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let name = form.name.trim();
+        match settings::create_org(&console.identity, &who.user, name, &namespaces) {
+            Ok(_) => {
+                Ok(Redirect::to(&format!("/console/orgs/{name}/image-access")).into_response())
+            }
+            Err(settings::SettingsError::Forbidden(message)) => Err(Refusal::Forbidden {
+                message,
+                who: who.header(),
+            }),
+            Err(settings::SettingsError::Identity(crate::identity::IdentityError::Invalid(m))) => {
+                Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    home_view(&console, &who, Some(&m))?,
+                )
+                    .into_response())
+            }
+            Err(settings::SettingsError::Identity(crate::identity::IdentityError::Store(
+                crate::store::StoreError::Exists { .. },
+            ))) => Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                home_view(
+                    &console,
+                    &who,
+                    Some(&format!("Organisation {name} already exists.")),
+                )?,
+            )
+                .into_response()),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -481,16 +491,19 @@ async fn sign_in_page(
     State(console): State<Arc<Console>>,
     Query(q): Query<NextQuery>,
 ) -> Result<Response, Refusal> {
-    let mut b = [0u8; 24];
-    getrandom::fill(&mut b).map_err(|e| Refusal::unavailable(&e))?;
-    let login = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let next = safe_next(q.next.as_deref());
-    let mut response = pages::sign_in(&login, next, None).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&console, LOGIN_COOKIE, &login, Some(600)),
-    );
-    Ok(response)
+    crate::state::blocking(move || {
+        let mut b = [0u8; 24];
+        getrandom::fill(&mut b).map_err(|e| Refusal::unavailable(&e))?;
+        let login = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let next = safe_next(q.next.as_deref());
+        let mut response = pages::sign_in(&login, next, None).into_response();
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            set_cookie(&console, LOGIN_COOKIE, &login, Some(600)),
+        );
+        Ok(response)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -511,6 +524,7 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, Refusal> {
+    crate::state::blocking(move || {
     let login_ok = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| {
         !form.login.is_empty() && constant_time_eq(c.as_bytes(), form.login.as_bytes())
     });
@@ -578,6 +592,7 @@ async fn sign_in(
         set_cookie(&console, LOGIN_COOKIE, "", Some(0)),
     );
     Ok(response)
+}).await
 }
 
 #[derive(Deserialize)]
@@ -591,18 +606,21 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    console
-        .identity
-        .end_session(&who.secret)
-        .map_err(|e| Refusal::unavailable(&e))?;
-    let mut response = Redirect::to("/console/sign-in").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&console, SESSION_COOKIE, "", Some(0)),
-    );
-    Ok(response)
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        console
+            .identity
+            .end_session(&who.secret)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let mut response = Redirect::to("/console/sign-in").into_response();
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            set_cookie(&console, SESSION_COOKIE, "", Some(0)),
+        );
+        Ok(response)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -617,19 +635,22 @@ async fn image_access_page(
     Path(org): Path<String>,
     Query(saved): Query<Saved>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    let role = role_in(&console, &who, &org)?;
-    let settings =
-        settings::image_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
-    Ok(pages::image_access(&pages::ImageAccessPage {
-        user: &who.user,
-        csrf: &who.csrf,
-        org: &org,
-        settings: &settings,
-        editable: role == Role::Owner,
-        saved: saved.saved.is_some(),
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        let role = role_in(&console, &who, &org)?;
+        let settings = settings::image_access(&console.identity, &org)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        Ok(pages::image_access(&pages::ImageAccessPage {
+            user: &who.user,
+            csrf: &who.csrf,
+            org: &org,
+            settings: &settings,
+            editable: role == Role::Owner,
+            saved: saved.saved.is_some(),
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -652,27 +673,30 @@ async fn image_access_save(
     Path(org): Path<String>,
     Form(form): Form<ImageAccessForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "image access")?;
-    let current =
-        settings::image_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
-    let on = |v: &Option<String>| v.is_some();
-    let to = settings::ImageAccess {
-        enabled: on(&form.enabled),
-        official: on(&form.official),
-        verified_publisher: on(&form.verified_publisher),
-        community: on(&form.community),
-        ..current
-    };
-    match settings::set_image_access(&console.identity, &org, &who.user, &to) {
-        Ok(()) => {
-            Ok(Redirect::to(&format!("/console/orgs/{org}/image-access?saved=1")).into_response())
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "image access")?;
+        let current = settings::image_access(&console.identity, &org)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        let on = |v: &Option<String>| v.is_some();
+        let to = settings::ImageAccess {
+            enabled: on(&form.enabled),
+            official: on(&form.official),
+            verified_publisher: on(&form.verified_publisher),
+            community: on(&form.community),
+            ..current
+        };
+        match settings::set_image_access(&console.identity, &org, &who.user, &to) {
+            Ok(()) => Ok(
+                Redirect::to(&format!("/console/orgs/{org}/image-access?saved=1")).into_response(),
+            ),
+            Err(settings::SettingsError::Invalid { message, .. }) => Ok(page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::problem("Not saved", &message, Some((&who.user, &who.csrf))),
+            )),
+            Err(e) => Err(Refusal::unavailable(&e)),
         }
-        Err(settings::SettingsError::Invalid { message, .. }) => Ok(page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            pages::problem("Not saved", &message, Some((&who.user, &who.csrf))),
-        )),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    })
+    .await
 }
 
 async fn registry_access_page(
@@ -681,21 +705,24 @@ async fn registry_access_page(
     Path(org): Path<String>,
     Query(saved): Query<Saved>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    let role = role_in(&console, &who, &org)?;
-    let ra =
-        settings::registry_access(&console.identity, &org).map_err(|e| Refusal::unavailable(&e))?;
-    Ok(pages::registry_access(&pages::RegistryAccessPage {
-        user: &who.user,
-        csrf: &who.csrf,
-        org: &org,
-        enabled: ra.enabled,
-        allow: &ra.allow.join("\n"),
-        editable: role == Role::Owner,
-        saved: saved.saved.is_some(),
-        problems: &[],
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        let role = role_in(&console, &who, &org)?;
+        let ra = settings::registry_access(&console.identity, &org)
+            .map_err(|e| Refusal::unavailable(&e))?;
+        Ok(pages::registry_access(&pages::RegistryAccessPage {
+            user: &who.user,
+            csrf: &who.csrf,
+            org: &org,
+            enabled: ra.enabled,
+            allow: &ra.allow.join("\n"),
+            editable: role == Role::Owner,
+            saved: saved.saved.is_some(),
+            problems: &[],
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -714,58 +741,62 @@ async fn registry_access_save(
     Path(org): Path<String>,
     Form(form): Form<RegistryAccessForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "registry access")?;
-    // One entry per non-blank line; problems are reported by line number.
-    let lines: Vec<(usize, &str)> = form
-        .allow
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
-    let problems: Vec<settings::Problem> = lines
-        .iter()
-        .filter_map(|(n, entry)| {
-            settings::check_registry(entry)
-                .err()
-                .map(|message| settings::Problem {
-                    path: format!("line {n}"),
-                    at: None,
-                    message,
-                })
-        })
-        .collect();
-    let to = settings::RegistryAccess {
-        enabled: form.enabled.is_some(),
-        allow: lines.iter().map(|(_, l)| (*l).to_owned()).collect(),
-    };
-    let saved = if problems.is_empty() {
-        settings::set_registry_access(&console.identity, &org, &who.user, &to)
-    } else {
-        Err(settings::SettingsError::Invalid {
-            message: String::new(),
-            problems,
-        })
-    };
-    match saved {
-        Ok(()) => Ok(
-            Redirect::to(&format!("/console/orgs/{org}/registry-access?saved=1")).into_response(),
-        ),
-        Err(settings::SettingsError::Invalid { problems, .. }) => Ok(page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            pages::registry_access(&pages::RegistryAccessPage {
-                user: &who.user,
-                csrf: &who.csrf,
-                org: &org,
-                enabled: to.enabled,
-                allow: &form.allow,
-                editable: true,
-                saved: false,
-                problems: &problems,
-            }),
-        )),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "registry access")?;
+        // One entry per non-blank line; problems are reported by line number.
+        let lines: Vec<(usize, &str)> = form
+            .allow
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        let problems: Vec<settings::Problem> = lines
+            .iter()
+            .filter_map(|(n, entry)| {
+                settings::check_registry(entry)
+                    .err()
+                    .map(|message| settings::Problem {
+                        path: format!("line {n}"),
+                        at: None,
+                        message,
+                    })
+            })
+            .collect();
+        let to = settings::RegistryAccess {
+            enabled: form.enabled.is_some(),
+            allow: lines.iter().map(|(_, l)| (*l).to_owned()).collect(),
+        };
+        let saved = if problems.is_empty() {
+            settings::set_registry_access(&console.identity, &org, &who.user, &to)
+        } else {
+            Err(settings::SettingsError::Invalid {
+                message: String::new(),
+                problems,
+            })
+        };
+        match saved {
+            Ok(()) => Ok(
+                Redirect::to(&format!("/console/orgs/{org}/registry-access?saved=1"))
+                    .into_response(),
+            ),
+            Err(settings::SettingsError::Invalid { problems, .. }) => Ok(page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::registry_access(&pages::RegistryAccessPage {
+                    user: &who.user,
+                    csrf: &who.csrf,
+                    org: &org,
+                    enabled: to.enabled,
+                    allow: &form.allow,
+                    editable: true,
+                    saved: false,
+                    problems: &problems,
+                }),
+            )),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
 }
 
 /// The signed-in user's tokens page, with a just-created token or an error.
@@ -795,8 +826,11 @@ async fn tokens_page(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    Ok(tokens_view(&console, &who, None, None)?.into_response())
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        Ok(tokens_view(&console, &who, None, None)?.into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -814,38 +848,41 @@ async fn create_token(
     headers: HeaderMap,
     Form(form): Form<NewTokenForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    let days = match form.expires_days.trim() {
-        "" => None,
-        d => match d.parse::<u32>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                let page = tokens_view(
-                    &console,
-                    &who,
-                    None,
-                    Some("Expiry must be a number of days."),
-                )?;
-                return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        let days = match form.expires_days.trim() {
+            "" => None,
+            d => match d.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    let page = tokens_view(
+                        &console,
+                        &who,
+                        None,
+                        Some("Expiry must be a number of days."),
+                    )?;
+                    return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+                }
+            },
+        };
+        match console.identity.create_token(&who.user, &form.name, days) {
+            // The secret is shown on this answer only: no redirect, no copy kept.
+            Ok(created) => Ok((
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, "no-store")],
+                tokens_view(&console, &who, Some((&form.name, &created.secret)), None)?,
+            )
+                .into_response()),
+            Err(crate::identity::IdentityError::Invalid(m)) => {
+                let m = m.replace("--expires", "Expiry");
+                let page = tokens_view(&console, &who, None, Some(&m))?;
+                Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
             }
-        },
-    };
-    match console.identity.create_token(&who.user, &form.name, days) {
-        // The secret is shown on this answer only: no redirect, no copy kept.
-        Ok(created) => Ok((
-            StatusCode::CREATED,
-            [(header::CACHE_CONTROL, "no-store")],
-            tokens_view(&console, &who, Some((&form.name, &created.secret)), None)?,
-        )
-            .into_response()),
-        Err(crate::identity::IdentityError::Invalid(m)) => {
-            let m = m.replace("--expires", "Expiry");
-            let page = tokens_view(&console, &who, None, Some(&m))?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            Err(e) => Err(Refusal::unavailable(&e)),
         }
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    })
+    .await
 }
 
 async fn revoke_token(
@@ -854,18 +891,21 @@ async fn revoke_token(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    match console.identity.revoke_token(&who.user, &id) {
-        Ok(()) => Ok(Redirect::to("/console/tokens").into_response()),
-        Err(crate::identity::IdentityError::Store(crate::store::StoreError::Missing {
-            ..
-        })) => Err(Refusal::Forbidden {
-            message: "You have no such token.".to_owned(),
-            who: who.header(),
-        }),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        match console.identity.revoke_token(&who.user, &id) {
+            Ok(()) => Ok(Redirect::to("/console/tokens").into_response()),
+            Err(crate::identity::IdentityError::Store(crate::store::StoreError::Missing {
+                ..
+            })) => Err(Refusal::Forbidden {
+                message: "You have no such token.".to_owned(),
+                who: who.header(),
+            }),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
 }
 
 /// The Members page, with an error after a refused change.
@@ -898,9 +938,12 @@ async fn members_page(
     headers: HeaderMap,
     Path(org): Path<String>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    let role = role_in(&console, &who, &org)?;
-    Ok(members_view(&console, &who, &org, role, None)?.into_response())
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        let role = role_in(&console, &who, &org)?;
+        Ok(members_view(&console, &who, &org, role, None)?.into_response())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -947,17 +990,20 @@ async fn add_member(
     Path(org): Path<String>,
     Form(form): Form<MemberForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
-    let change = role_of(&form.role).and_then(|role| {
-        settings::set_member(
-            &console.identity,
-            &org,
-            &who.user,
-            form.username.trim(),
-            role,
-        )
-    });
-    member_change(&console, &who, &org, change)
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+        let change = role_of(&form.role).and_then(|role| {
+            settings::set_member(
+                &console.identity,
+                &org,
+                &who.user,
+                form.username.trim(),
+                role,
+            )
+        });
+        member_change(&console, &who, &org, change)
+    })
+    .await
 }
 
 async fn change_member(
@@ -966,10 +1012,13 @@ async fn change_member(
     Path((org, user)): Path<(String, String)>,
     Form(form): Form<MemberForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
-    let change = role_of(&form.role)
-        .and_then(|role| settings::set_member(&console.identity, &org, &who.user, &user, role));
-    member_change(&console, &who, &org, change)
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+        let change = role_of(&form.role)
+            .and_then(|role| settings::set_member(&console.identity, &org, &who.user, &user, role));
+        member_change(&console, &who, &org, change)
+    })
+    .await
 }
 
 async fn remove_member(
@@ -978,9 +1027,12 @@ async fn remove_member(
     Path((org, user)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
-    let change = settings::remove_member(&console.identity, &org, &who.user, &user);
-    member_change(&console, &who, &org, change)
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "its members")?;
+        let change = settings::remove_member(&console.identity, &org, &who.user, &user);
+        member_change(&console, &who, &org, change)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -997,47 +1049,50 @@ async fn policy_page(
     Path(org): Path<String>,
     Query(q): Query<PolicyQuery>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    let role = role_in(&console, &who, &org)?;
-    let yaml = console
-        .identity
-        .org(&org)
-        .map_err(|e| Refusal::unavailable(&e))?
-        .policy;
-    let image = q.image.as_deref().map(str::trim).filter(|i| !i.is_empty());
-    // The stored policy loaded when it was saved; if it no longer does, the
-    // box says so instead of deciding with something else.
-    let policy = imagegate_core::Policy::load(&yaml);
-    let tried = match (image, &policy) {
-        (Some(image), Ok(policy)) => {
-            let input = imagegate_core::Input {
-                image,
-                namespace: None,
-                user: Some(&who.user),
-                break_glass: false,
-                owner: false,
-            };
-            Some((image, imagegate_core::decide_explained(policy, &input)))
-        }
-        _ => None,
-    };
-    Ok(pages::policy(&pages::PolicyPage {
-        user: &who.user,
-        csrf: &who.csrf,
-        org: &org,
-        yaml: &yaml,
-        editable: role == Role::Owner,
-        saved: q.saved.is_some(),
-        problems: &[],
-        tried: tried
-            .as_ref()
-            .map(|(image, (decision, steps))| pages::Tried {
-                image,
-                decision,
-                steps,
-            }),
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        let role = role_in(&console, &who, &org)?;
+        let yaml = console
+            .identity
+            .org(&org)
+            .map_err(|e| Refusal::unavailable(&e))?
+            .policy;
+        let image = q.image.as_deref().map(str::trim).filter(|i| !i.is_empty());
+        // The stored policy loaded when it was saved; if it no longer does, the
+        // box says so instead of deciding with something else.
+        let policy = imagegate_core::Policy::load(&yaml);
+        let tried = match (image, &policy) {
+            (Some(image), Ok(policy)) => {
+                let input = imagegate_core::Input {
+                    image,
+                    namespace: None,
+                    user: Some(&who.user),
+                    break_glass: false,
+                    owner: false,
+                };
+                Some((image, imagegate_core::decide_explained(policy, &input)))
+            }
+            _ => None,
+        };
+        Ok(pages::policy(&pages::PolicyPage {
+            user: &who.user,
+            csrf: &who.csrf,
+            org: &org,
+            yaml: &yaml,
+            editable: role == Role::Owner,
+            saved: q.saved.is_some(),
+            problems: &[],
+            tried: tried
+                .as_ref()
+                .map(|(image, (decision, steps))| pages::Tried {
+                    image,
+                    decision,
+                    steps,
+                }),
+        })
+        .into_response())
     })
-    .into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -1054,25 +1109,30 @@ async fn save_policy(
     Path(org): Path<String>,
     Form(form): Form<PolicyForm>,
 ) -> Result<Response, Refusal> {
-    let who = owner_posting(&console, &headers, &org, &form.csrf, "its policy")?;
-    // Browsers send CR LF line ends from a textarea.
-    let yaml = form.yaml.replace("\r\n", "\n");
-    match settings::set_policy(&console.identity, &org, &who.user, "policy", &yaml) {
-        Ok(()) => Ok(Redirect::to(&format!("/console/orgs/{org}/policy?saved=1")).into_response()),
-        Err(settings::SettingsError::Invalid { problems, .. }) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            pages::policy(&pages::PolicyPage {
-                user: &who.user,
-                csrf: &who.csrf,
-                org: &org,
-                yaml: &yaml,
-                editable: true,
-                saved: false,
-                problems: &problems,
-                tried: None,
-            }),
-        )
-            .into_response()),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    crate::state::blocking(move || {
+        let who = owner_posting(&console, &headers, &org, &form.csrf, "its policy")?;
+        // Browsers send CR LF line ends from a textarea.
+        let yaml = form.yaml.replace("\r\n", "\n");
+        match settings::set_policy(&console.identity, &org, &who.user, "policy", &yaml) {
+            Ok(()) => {
+                Ok(Redirect::to(&format!("/console/orgs/{org}/policy?saved=1")).into_response())
+            }
+            Err(settings::SettingsError::Invalid { problems, .. }) => Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::policy(&pages::PolicyPage {
+                    user: &who.user,
+                    csrf: &who.csrf,
+                    org: &org,
+                    yaml: &yaml,
+                    editable: true,
+                    saved: false,
+                    problems: &problems,
+                    tried: None,
+                }),
+            )
+                .into_response()),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
 }

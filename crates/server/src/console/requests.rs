@@ -46,6 +46,7 @@ pub async fn requests_page(
     Path(org): Path<String>,
     query: Result<Query<RequestsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
+    crate::state::blocking(move || {
     let who = signed_at(&console, &headers, &uri)?;
     let role = role_in(&console, &who, &org)?;
     let q = query.map(|Query(q)| q).unwrap_or_default();
@@ -64,6 +65,7 @@ pub async fn requests_page(
         ..Form0::default()
     };
     Ok(view(&console, &who, &org, role, &form)?.into_response())
+}).await
 }
 
 fn view(
@@ -240,37 +242,40 @@ pub async fn ask(
     Path(org): Path<String>,
     Form(form): Form<AskForm>,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    let role = role_in(&console, &who, &org)?;
-    match requests::ask(
-        &console.identity,
-        &org,
-        &who.user,
-        role,
-        &form.image,
-        &form.reason,
-    ) {
-        Ok((r, _)) => Ok(Redirect::to(&format!(
-            "/console/orgs/{org}/access-requests?filed={}",
-            r.id
-        ))
-        .into_response()),
-        Err(RequestError::Invalid(m)) => {
-            let again = Form0 {
-                image: form.image.trim(),
-                reason: &form.reason,
-                error: Some(&m),
-                notice: None,
-            };
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                view(&console, &who, &org, role, &again)?,
-            )
-                .into_response())
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        let role = role_in(&console, &who, &org)?;
+        match requests::ask(
+            &console.identity,
+            &org,
+            &who.user,
+            role,
+            &form.image,
+            &form.reason,
+        ) {
+            Ok((r, _)) => Ok(Redirect::to(&format!(
+                "/console/orgs/{org}/access-requests?filed={}",
+                r.id
+            ))
+            .into_response()),
+            Err(RequestError::Invalid(m)) => {
+                let again = Form0 {
+                    image: form.image.trim(),
+                    reason: &form.reason,
+                    error: Some(&m),
+                    notice: None,
+                };
+                Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    view(&console, &who, &org, role, &again)?,
+                )
+                    .into_response())
+            }
+            Err(e) => Err(Refusal::unavailable(&e)),
         }
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -325,41 +330,50 @@ async fn settle(
     Form(form): Form<DecideForm>,
     action: Action,
 ) -> Result<Response, Refusal> {
-    let who = signed(&console, &headers)?;
-    csrf_ok(&who, &form.csrf)?;
-    let role = role_in(&console, &who, &org)?;
-    if action != Action::Withdraw && role != Role::Owner {
-        return Err(Refusal::Forbidden {
-            message: format!("Only owners of {org} approve or decline access requests."),
-            who: who.header(),
-        });
-    }
-    let done = match action {
-        Action::Approve => requests::approve(&console.identity, &org, &who.user, id, &form.note),
-        Action::Decline => requests::decline(&console.identity, &org, &who.user, id, &form.note),
-        Action::Withdraw => requests::withdraw(&console.identity, &org, &who.user, id),
-    };
-    match done {
-        Ok(r) => Ok(Redirect::to(&format!(
-            "/console/orgs/{org}/access-requests?filed={}&done={}",
-            r.id, r.state
-        ))
-        .into_response()),
-        Err(RequestError::Conflict(m) | RequestError::Invalid(m)) => {
-            let again = Form0 {
-                error: Some(&m),
-                ..Form0::default()
-            };
-            Ok((
-                StatusCode::CONFLICT,
-                view(&console, &who, &org, role, &again)?,
-            )
-                .into_response())
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        let role = role_in(&console, &who, &org)?;
+        if action != Action::Withdraw && role != Role::Owner {
+            return Err(Refusal::Forbidden {
+                message: format!("Only owners of {org} approve or decline access requests."),
+                who: who.header(),
+            });
         }
-        Err(RequestError::NotFound(m) | RequestError::Forbidden(m)) => Err(Refusal::Forbidden {
-            message: m,
-            who: who.header(),
-        }),
-        Err(e) => Err(Refusal::unavailable(&e)),
-    }
+        let done = match action {
+            Action::Approve => {
+                requests::approve(&console.identity, &org, &who.user, id, &form.note)
+            }
+            Action::Decline => {
+                requests::decline(&console.identity, &org, &who.user, id, &form.note)
+            }
+            Action::Withdraw => requests::withdraw(&console.identity, &org, &who.user, id),
+        };
+        match done {
+            Ok(r) => Ok(Redirect::to(&format!(
+                "/console/orgs/{org}/access-requests?filed={}&done={}",
+                r.id, r.state
+            ))
+            .into_response()),
+            Err(RequestError::Conflict(m) | RequestError::Invalid(m)) => {
+                let again = Form0 {
+                    error: Some(&m),
+                    ..Form0::default()
+                };
+                Ok((
+                    StatusCode::CONFLICT,
+                    view(&console, &who, &org, role, &again)?,
+                )
+                    .into_response())
+            }
+            Err(RequestError::NotFound(m) | RequestError::Forbidden(m)) => {
+                Err(Refusal::Forbidden {
+                    message: m,
+                    who: who.header(),
+                })
+            }
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
 }

@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod client_certificate;
 mod console;
+mod contention;
 mod deploy;
 mod gateway;
 mod golden;
