@@ -521,6 +521,57 @@ pub struct SqliteStore {
     waiting_long_reads: std::sync::atomic::AtomicUsize,
     /// The database file's device and inode when opened.
     file: Option<(u64, u64)>,
+    /// Stops the checkpointer when dropped.
+    _checkpointer: Checkpointer,
+}
+
+/// How often the WAL is copied into the database file.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// A WAL larger than this is truncated once checkpointed, in bytes.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`] with a
+/// connection of its own (passive: writers go on meanwhile).
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> rusqlite::Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("imagegate-checkpoint".to_owned())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    if let Err(e) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(store = %shown, error = %e, "WAL checkpoint failed; retried");
+                    }
+                }
+                // The last checkpoint: a clean stop leaves no WAL to replay.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            })
+            .ok();
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread,
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -594,6 +645,13 @@ impl SqliteStore {
         // WAL with NORMAL: a commit survives the process being killed (it is
         // in the WAL, in the OS's cache); only a power loss can undo the last
         // ones. This is what lets a door answer right after its commit.
+        // Checkpoints (copying the WAL into the database, with an fsync) run
+        // on a connection and thread of their own, never inside a commit a
+        // door waits for.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(db)?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+            .map_err(db)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
@@ -611,6 +669,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             waiting_long_reads: std::sync::atomic::AtomicUsize::new(0),
             file: file_identity(path),
+            _checkpointer: Checkpointer::start(path).map_err(db)?,
         })
     }
 
@@ -619,6 +678,13 @@ impl SqliteStore {
     #[doc(hidden)]
     pub fn hold_long_reads(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds the writer's connection until the guard is dropped: tests use it
+    /// to stall the audit writer.
+    #[doc(hidden)]
+    pub fn hold_writes(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many long reads wait for the connection [`SqliteStore::hold_long_reads`] holds.
@@ -1598,6 +1664,38 @@ mod tests {
         for file in ["imagegate.db", "imagegate.db-wal", "imagegate.db-shm"] {
             assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
         }
+    }
+
+    #[test]
+    fn the_wal_is_copied_into_the_database_off_the_writers_path() {
+        let (s, dir) = store();
+        let db = dir.join(DATABASE_FILE);
+        let before = std::fs::metadata(&db).unwrap().len();
+        let events: Vec<AuditEvent> = (0..5_000)
+            .map(|i| AuditEvent {
+                time_ms: i,
+                door: "gateway".into(),
+                image: format!("docker.io/library/nginx:{i}"),
+                ..AuditEvent::default()
+            })
+            .collect();
+        s.append_audit(&events).unwrap();
+        // The writer's commit does not checkpoint: the checkpointer does.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never checkpointed into {}",
+                db.display()
+            );
+            std::thread::sleep(CHECKPOINT_INTERVAL / 5);
+        }
+        drop(s);
+        let s = SqliteStore::open(&dir).unwrap();
+        assert_eq!(
+            s.audit_events(&AuditFilter::default()).unwrap().len(),
+            5_000
+        );
     }
 
     #[test]
