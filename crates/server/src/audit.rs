@@ -1077,11 +1077,19 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // Holding the store's write lock across awaits is how the writer is stalled.
+    #[allow(clippy::await_holding_lock)]
     async fn decisions_waiting_together_are_committed_in_one_transaction() {
-        let store = store();
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let dir = std::env::temp_dir().join(format!("imagegate-audit-{}", u64::from_le_bytes(b)));
+        let sqlite = Arc::new(SqliteStore::open(&dir).unwrap());
+        let store: Arc<dyn Store> = sqlite.clone();
         let metrics = Arc::new(Metrics::new());
         let (auditor, writer) = Auditor::start(store.clone(), metrics.clone(), 1000);
         let d = denial();
+        // 400 reviews come in while the writer is busy with a first one.
+        let busy = sqlite.hold_writes();
         let tasks: Vec<_> = (0..400)
             .map(|i| {
                 let (auditor, d) = (auditor.clone(), d.clone());
@@ -1094,6 +1102,8 @@ mod tests {
                 })
             })
             .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(busy);
         for t in tasks {
             t.await.unwrap().unwrap();
         }
@@ -1109,8 +1119,9 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
+        // The first review's, then 799 waiting events in batches of 500.
         assert!(
-            (1..100).contains(&transactions),
+            (1..=4).contains(&transactions),
             "400 commits waiting together took {transactions} transactions"
         );
     }
@@ -1155,6 +1166,8 @@ mod tests {
     }
 
     #[tokio::test]
+    // Holding the store's write lock across awaits is how the writer is stalled.
+    #[allow(clippy::await_holding_lock)]
     async fn a_full_queue_drops_and_counts_and_never_blocks() {
         let mut b = [0u8; 8];
         getrandom::fill(&mut b).unwrap();
@@ -1163,18 +1176,18 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (auditor, writer) = Auditor::start(sqlite.clone(), metrics.clone(), 10);
         let d = denial();
+        let gateway = Context {
+            door: "gateway",
+            ..Context::default()
+        };
         {
-            // A writer that cannot keep up: its store is busy.
+            // A writer that cannot keep up: its store is busy. The first
+            // event gets it stuck writing, the queue then holds 10.
             let _busy = sqlite.hold_writes();
-            for _ in 0..100 {
-                auditor.record(
-                    &Context {
-                        door: "gateway",
-                        ..Context::default()
-                    },
-                    "x",
-                    &d,
-                );
+            auditor.record(&gateway, "x", &d);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for _ in 1..100 {
+                auditor.record(&gateway, "x", &d);
             }
         }
         writer.close().await;
@@ -1188,8 +1201,7 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        // The queue holds 10, the stalled writer one batch of at most 10.
-        assert!(written <= 20, "{written} written");
+        assert!(dropped >= 89, "{dropped} dropped");
         assert_eq!(
             written + dropped,
             100,
