@@ -768,7 +768,7 @@ fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_refusal() {
     );
     assert_eq!(
         cron["message"]["text"],
-        "registry access to registry.evil.example is not allowed: registry.evil.example/report:1"
+        r#"image "registry.evil.example/report:1": registry access to registry.evil.example is not allowed"#
     );
 }
 

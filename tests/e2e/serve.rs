@@ -758,7 +758,7 @@ fn the_example_config_serves_both_doors_over_https() {
     assert_eq!(got["status"]["allowed"], false);
     assert_eq!(
         got["status"]["reason"],
-        "someuser/custom-image:1: image access denied: community images not allowed; quay.io/org/cache:1: registry access to quay.io is not allowed"
+        r#"spec.containers[1] image "someuser/custom-image:1": image access denied: community images not allowed; spec.containers[2] image "quay.io/org/cache:1": registry access to quay.io is not allowed"#
     );
     let (code, got) = post(
         "/admission/validate",
@@ -767,7 +767,7 @@ fn the_example_config_serves_both_doors_over_https() {
     assert_eq!(code, 200);
     assert_eq!(
         got["response"]["status"]["message"],
-        "spec.template.spec.initContainers[0] (setup): image access denied: community images not allowed"
+        r#"spec.template.spec.initContainers[0] (setup) image "someuser/custom-image:1": image access denied: community images not allowed"#
     );
 }
 

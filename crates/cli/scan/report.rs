@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use imagegate_core::Mode;
 use imagegate_core::Reason;
-use imagegate_core::decision::{Decision, Verdict};
+use imagegate_core::decision::{Decision, Verdict, message};
 use serde::Serialize;
 use serde_json::json;
 
@@ -200,7 +200,7 @@ pub fn sarif(out: &mut dyn Write, findings: &[Finding], paths: &[PathBuf]) -> st
                 (Verdict::Allow, _) => "warning",
             };
             let text = match shown_image(&f.site.what) {
-                Some(image) => format!("{}: {image}", d.message),
+                Some(image) => message::about_image("", image, &d.message),
                 None => d.message.to_string(),
             };
             let mut region = serde_json::Map::new();

@@ -475,6 +475,29 @@ pub mod message {
         Cow::Owned(format!("cannot parse {what}: {detail}"))
     }
 
+    /// A decision about one image of an object, naming where it is and
+    /// which image it is: `spec.containers[2] (c2) image "someuser/miner":
+    /// image access denied: community images not allowed`. The decision's
+    /// own message stays verbatim at the end. Both admission doors and
+    /// `imagegate scan`'s SARIF results say it this way.
+    ///
+    /// ```
+    /// use imagegate_core::decision::message::about_image;
+    /// assert_eq!(
+    ///     about_image("spec.containers[2] (c2)", "someuser/miner", "image access denied: community images not allowed"),
+    ///     r#"spec.containers[2] (c2) image "someuser/miner": image access denied: community images not allowed"#,
+    /// );
+    /// assert_eq!(about_image("", "nginx", "m"), r#"image "nginx": m"#);
+    /// ```
+    pub fn about_image(site: &str, image: &str, message: &str) -> String {
+        let image = quote_input(image);
+        if site.is_empty() {
+            format!("image {image}: {message}")
+        } else {
+            format!("{site} image {image}: {message}")
+        }
+    }
+
     /// `sign-in required` (registry door, anonymous caller).
     pub fn sign_in_required() -> Cow<'static, str> {
         Cow::Borrowed("sign-in required")

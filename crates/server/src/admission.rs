@@ -214,7 +214,7 @@ fn answer(
             },
         );
         note(&site.image, Some(&site.path), &d);
-        let line = format!("{}: {}", located(site), d.message);
+        let line = message::about_image(&located(site), &site.image, &d.message);
         match d.verdict {
             Verdict::Deny => refused.push(line),
             Verdict::Allow if d.is_would_be_denial() && d.mode == Mode::Warn => warnings.push(line),

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use imagegate_core::decision::message;
 use imagegate_core::{Input, Reason, Verdict, decide};
 
 use crate::apiserver::{ApiServer, Door};
@@ -151,7 +152,7 @@ pub fn answer(
             &container.image,
             &d,
         );
-        let line = format!("{}: {}", container.image, d.message);
+        let line = message::about_image(&path, &container.image, &d.message);
         match d.verdict {
             Verdict::Deny => refused.push(line),
             Verdict::Allow if d.reason == Reason::BreakGlass => broke_glass.push(line),

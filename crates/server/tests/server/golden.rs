@@ -84,7 +84,7 @@ async fn kubectl_debug_on_kubernetes_1_22_is_refused_like_the_subresource_not_wa
     assert_eq!(got["response"]["status"]["code"], 403);
     assert_eq!(
         got["response"]["status"]["message"],
-        "ephemeralContainers[0] (debugger-x7k2p): image access denied: community images not allowed"
+        r#"ephemeralContainers[0] (debugger-x7k2p) image "someuser/toolbox:latest": image access denied: community images not allowed"#
     );
 }
 
@@ -109,7 +109,56 @@ async fn the_refusal_names_the_container_path_and_the_contract_message() {
     assert_eq!(got["response"]["status"]["code"], 403);
     assert_eq!(
         got["response"]["status"]["message"],
-        "spec.template.spec.initContainers[0] (setup): image access denied: community images not allowed"
+        r#"spec.template.spec.initContainers[0] (setup) image "someuser/custom-image:1": image access denied: community images not allowed"#
+    );
+}
+
+/// The operator reads which image it was from the refusal alone, at both
+/// Kubernetes doors, with the core's words verbatim at the end.
+#[tokio::test]
+async fn the_refusal_names_the_image_at_both_admission_doors() {
+    let pod = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-3", "operation": "CREATE", "namespace": "default",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "userInfo": {"username": "alice"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [
+                    {"name": "c0", "image": "nginx:1.25"},
+                    {"name": "c1", "image": "ghcr.io/corp/proxy:2"},
+                    {"name": "c2", "image": "someuser/miner"}
+                ]}}
+        }
+    });
+    let (_, got) = post(
+        app("policy.yaml"),
+        "/admission/validate",
+        serde_json::to_vec(&pod).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        got["response"]["status"]["message"],
+        r#"spec.containers[2] (c2) image "someuser/miner": image access denied: community images not allowed"#
+    );
+
+    let review = serde_json::json!({
+        "apiVersion": "imagepolicy.k8s.io/v1alpha1", "kind": "ImageReview",
+        "spec": {"namespace": "default", "containers": [
+            {"image": "nginx:1.25"}, {"image": "ghcr.io/corp/proxy:2"}, {"image": "someuser/miner"}
+        ]}
+    });
+    let (_, got) = post(
+        app("policy.yaml"),
+        "/imagepolicy",
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    assert_eq!(got["status"]["allowed"], false);
+    assert_eq!(
+        got["status"]["reason"],
+        r#"spec.containers[2] image "someuser/miner": image access denied: community images not allowed"#
     );
 }
 
