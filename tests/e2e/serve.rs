@@ -23,7 +23,8 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imagegate"));
+        command
             .arg("serve")
             .args([
                 "--listen",
@@ -35,7 +36,14 @@ impl Server {
             ])
             .args(args)
             .env_remove("IMAGEGATE_POLICY")
-            .env("IMAGEGATE_DATA_DIR", data_dir())
+            .env("IMAGEGATE_DATA_DIR", data_dir());
+        Server::spawn(command)
+    }
+
+    /// Starts `command` (an `imagegate serve` with JSON logs on standard
+    /// output) and waits for it to listen.
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -701,7 +709,8 @@ fn serve_refuses_a_rego_syntax_error_at_start_naming_file_and_line() {
 #[test]
 fn the_example_config_serves_both_doors_over_https() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imagegate"));
+    command
         .args([
             "serve",
             "--config",
@@ -709,34 +718,8 @@ fn the_example_config_serves_both_doors_over_https() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .env("IMAGEGATE_DATA_DIR", data_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, logs) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut server = Server {
-        child,
-        port: 0,
-        logs,
-        seen: Vec::new(),
-    };
-    let line = server.wait_for_log("listening", Duration::from_secs(20));
-    let log: Value = serde_json::from_str(&line).unwrap();
-    server.port = log["addr"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+        .env("IMAGEGATE_DATA_DIR", data_dir());
+    let server = Server::spawn(command);
     let ca = Path::new(examples).join("certs/ca.crt");
     let url = |path: &str| format!("https://localhost:{}{path}", server.port);
     let post = |path: &str, body: &Value| {
@@ -1190,4 +1173,122 @@ fn the_first_start_creates_an_administrator_whose_password_signs_in_to_the_conso
     let server = Server::start(&args);
     assert!(!server.seen.iter().any(|l| l.contains("first start")));
     drop(server);
+}
+
+/// The shipped Deployment as a pod runs it: `readOnlyRootFilesystem`, the
+/// ConfigMap and the TLS Secret mounted read-only, a working directory that
+/// cannot be written, and only the Deployment's own volumes to write in. The
+/// shipped `serve.yaml` must start and be ready there, its store in the
+/// writable volume. (Each mount path is placed under a temporary root, and the
+/// read-only mounts are bind mounts in a private mount namespace.)
+#[test]
+fn the_shipped_kubernetes_config_starts_from_a_read_only_working_directory() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+    let docs = |file: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(format!("{deploy}/{file}")).unwrap();
+        serde_saphyr::from_multiple::<Value>(&text).unwrap()
+    };
+    let config_map = docs("10-config.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .unwrap();
+    let deployment = docs("20-deployment.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+
+    let root = temp_dir("pod-root");
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut serve_yaml = config_map["data"]["serve.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut read_only = vec![work.clone()];
+    let mut writable = Vec::new();
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let path = mount["mountPath"].as_str().unwrap();
+        let here = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&here).unwrap();
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("no volume {} for {path}", mount["name"]));
+        if volume.get("configMap").is_some() {
+            for (name, text) in config_map["data"].as_object().unwrap() {
+                std::fs::write(here.join(name), text.as_str().unwrap()).unwrap();
+            }
+        } else if volume.get("secret").is_some() {
+            certs(&here);
+        }
+        if mount["readOnly"] == true {
+            read_only.push(here.clone());
+        } else {
+            writable.push(here.clone());
+        }
+        serve_yaml = serve_yaml.replace(&format!("{path}/"), &format!("{}/", here.display()));
+        serve_yaml = serve_yaml.replace(&format!(": {path}\n"), &format!(": {}\n", here.display()));
+    }
+    assert!(
+        !writable.is_empty(),
+        "the Deployment gives the server no writable volume for its data directory"
+    );
+    let config = root.join("etc/imagegate/serve.yaml");
+    std::fs::write(&config, &serve_yaml).unwrap();
+
+    // Bind each read-only place onto itself read-only, then become
+    // imagegate, in a mount namespace of its own.
+    let mut script = String::from("set -e\n");
+    for dir in &read_only {
+        let d = dir.display();
+        script += &format!("mount --bind '{d}' '{d}'\nmount -o remount,bind,ro '{d}'\n");
+    }
+    script += &format!("cd '{}'\nexec \"$@\"\n", work.display());
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("IMAGEGATE_DATA_DIR")
+        .env_remove("IMAGEGATE_POLICY");
+    let server = Server::spawn(command);
+    let ca = root.join("tls/ca.crt");
+    let (code, body) = server.get(&ca, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    let (code, got) = server.post(
+        &ca,
+        "/admission/validate",
+        &serde_json::to_vec(&fixture("admission/deployment-create-v1.json")["request"]).unwrap(),
+    );
+    assert_eq!(code, 200);
+    // The shipped policy is in warn mode: allowed, with the refusal as a warning.
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+    assert_eq!(
+        got["response"]["warnings"][0],
+        r#"spec.template.spec.initContainers[0] (setup) image "someuser/custom-image:1": image access denied: community images not allowed"#
+    );
+    let stored = writable
+        .iter()
+        .any(|dir| std::fs::read_dir(dir).unwrap().next().is_some());
+    assert!(stored, "the store is in the Deployment's writable volume");
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "nothing written to the working directory"
+    );
 }
