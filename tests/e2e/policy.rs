@@ -109,7 +109,7 @@ fn policy_test_passes_the_example_suite() {
     let o = imagegate(&["policy", "test", "examples/policy.test.yaml"], b"");
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).ends_with("6 passed, 0 failed\n"),
+        stdout(&o).ends_with("8 passed, 0 failed\n"),
         "{}",
         stdout(&o)
     );

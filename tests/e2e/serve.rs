@@ -752,6 +752,41 @@ fn the_example_config_serves_both_doors_over_https() {
         got["response"]["status"]["message"],
         r#"spec.template.spec.initContainers[0] (setup) image "someuser/custom-image:1": image access denied: community images not allowed"#
     );
+
+    // A newcomer's first images, untagged as people type them: the seed's
+    // words, not the example's `:latest` rule.
+    let mut pod = fixture("admission/pod-create-v1.json")["request"].clone();
+    pod["request"]["object"]["spec"]["initContainers"][0]["image"] = "someuser/custom-image".into();
+    let (_, got) = post("/admission/validate", &pod);
+    assert_eq!(
+        got["response"]["status"]["message"],
+        r#"spec.initContainers[0] (setup) image "someuser/custom-image": image access denied: community images not allowed"#
+    );
+
+    // The README's own command, from the repository's root.
+    let out = Command::new("curl")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "--silent",
+            "--show-error",
+            "--cacert",
+            "examples/certs/ca.crt",
+        ])
+        .arg(url("/imagepolicy"))
+        .args(["-d", "@examples/review.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["status"]["allowed"], false);
+    assert_eq!(
+        got["status"]["reason"],
+        r#"spec.containers[1] image "someuser/custom-image": image access denied: community images not allowed"#
+    );
 }
 
 #[test]
