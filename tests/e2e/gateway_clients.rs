@@ -1165,6 +1165,11 @@ fn the_real_docker_engine_signs_in_pulls_builds_and_composes_only_what_the_polic
     let w = World::new();
     let machine_etc_docker = etc_docker();
     let mut engine = Dockerd::start();
+    assert!(
+        engine.runs_its_own_containerd(),
+        "dockerd started no containerd of its own:\n{}",
+        engine.log()
+    );
     let host = w.gateway.host_port();
     engine.trust(&host, &w.ca.ca());
 

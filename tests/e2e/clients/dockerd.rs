@@ -23,6 +23,9 @@
 //!   tests show what the engine does with the gateway's answers, not that it
 //!   trusts the gateway's CA; the CA is installed all the same, as a real
 //!   engine in front of a real gateway needs it.
+//! - Its own containerd: dockerd 20.10 uses the machine's containerd when
+//!   `/run/containerd/containerd.sock` exists, so the namespace hides that
+//!   directory under an empty tmpfs, and dockerd starts one of its own.
 //! - It is stopped when [`Dockerd`] is dropped, even when the test fails:
 //!   SIGTERM, then SIGKILL; containerd is dockerd's child with a parent-death
 //!   signal, and is checked gone by its pid file. `setpriv --pdeathsig KILL`
@@ -98,7 +101,9 @@ impl Dockerd {
             .args(["--propagation", "private", "--", "sh", "-c"])
             .arg(
                 "[ -d /etc/docker ] || mkdir /etc/docker; \
-                 mount --bind \"$1\" /etc/docker && shift && exec \"$@\"",
+                 mount --bind \"$1\" /etc/docker && shift || exit 1; \
+                 if [ -e /run/containerd ]; then mount -t tmpfs tmpfs /run/containerd || exit 1; fi; \
+                 exec \"$@\"",
             )
             .arg("sh")
             .arg(dir.join("etc-docker"))
@@ -242,6 +247,12 @@ impl Dockerd {
         cmd.args(["-f", file.to_str().unwrap(), "-p", &project])
             .args(args);
         run(cmd, None, DEFAULT_TIMEOUT)
+    }
+
+    /// Whether dockerd runs a containerd of its own (not the machine's).
+    pub fn runs_its_own_containerd(&self) -> bool {
+        self.containerd_pid()
+            .is_some_and(|pid| alive(pid, self.scratch.path()))
     }
 
     /// containerd's pid, from the file dockerd keeps in its exec root.
