@@ -66,24 +66,24 @@ impl Dockerd {
              end-to-end test needs them: run scripts/test, which installs them, \
              or `apt-get install docker.io`"
         );
-        let mut scratch = Scratch::new("dockerd");
+        let scratch = Scratch::new("dockerd");
         for dir in ["etc-docker/certs.d", "docker-config", "home", "tmp"] {
             std::fs::create_dir_all(scratch.path().join(dir)).unwrap();
         }
+        let mut dockerd = Dockerd {
+            child: None,
+            socket: scratch.path().join("docker.sock"),
+            storage_driver: "overlay2",
+            scratch,
+        };
         let mut failures = Vec::new();
         for driver in ["overlay2", "vfs"] {
-            let mut dockerd = Dockerd {
-                child: None,
-                socket: scratch.path().join("docker.sock"),
-                storage_driver: driver,
-                scratch,
-            };
+            dockerd.storage_driver = driver;
             match dockerd.launch() {
                 Ok(()) => return dockerd,
                 Err(log) => {
                     failures.push(format!("--- with --storage-driver {driver}\n{log}"));
                     dockerd.stop_quietly();
-                    scratch = std::mem::replace(&mut dockerd.scratch, Scratch::new("unused"));
                 }
             }
         }
@@ -95,8 +95,10 @@ impl Dockerd {
         let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::File::create(self.log_path()).unwrap();
         let mut cmd = clean_command("setpriv");
-        // sh runs inside the new mount namespace: the bind mount is seen by
+        // sh runs inside the new mount namespace: its mounts are seen by
         // dockerd (and containerd) alone; `exec` keeps dockerd's pid ours.
+        // (A machine without /etc/docker gets an empty one to mount over:
+        // Debian's docker.io ships it.)
         cmd.args(["--pdeathsig", "KILL", "--", "unshare", "--mount"])
             .args(["--propagation", "private", "--", "sh", "-c"])
             .arg(
