@@ -2,7 +2,8 @@
 //! the docker.io upstream and, behind htpasswd Basic auth, as ghcr.io; small
 //! images pushed there with skopeo; `imagegate serve` in front; and skopeo,
 //! podman, buildah, the docker CLI (against `podman system service`) and
-//! docker-compose pulling through it as organisation `corp`'s people.
+//! docker-compose pulling through it as organisation `corp`'s people; and a
+//! real dockerd with the docker CLI and docker-compose against it.
 //!
 //! Every test has its own registries, gateway, data directory and client
 //! state, so they run in parallel. The harness is `clients` (its module doc
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::clients::{Clients, DataDir, Gateway, Image, Layer, Registry, Run, Scratch, TestCa};
+use crate::clients::{
+    Clients, DataDir, Dockerd, Gateway, Image, Layer, Registry, Run, Scratch, TestCa,
+};
 
 /// corp's policy: official and organisation images, Docker Hub only.
 const POLICY: &str = "\
@@ -302,8 +305,83 @@ fn skopeo_copies_allowed_images_byte_for_byte_and_is_refused_the_others_in_words
         ]);
         shown.push((format!("skopeo copy {img:?}"), assert_denied(copy, message)));
     }
+    // Tag lists: allowed, and refused with the same 403 `DENIED` body.
+    let tags = c
+        .skopeo(&[
+            "list-tags",
+            &format!("docker://{}/{}", w.gateway.host_port(), Img::Nginx.name()),
+        ])
+        .success();
+    let tags: serde_json::Value = serde_json::from_str(&tags.stdout).unwrap();
+    assert_eq!(
+        tags["Tags"],
+        serde_json::json!([Img::Nginx.tag()]),
+        "{tags}"
+    );
+    let list_tags = c
+        .skopeo(&[
+            "list-tags",
+            &format!(
+                "docker://{}/{}",
+                w.gateway.host_port(),
+                Img::Community.name()
+            ),
+        ])
+        .failure();
+    assert!(
+        list_tags
+            .stderr
+            .contains(&skopeo_tag_list_refusal(c, COMMUNITY_DENIED)),
+        "{list_tags}"
+    );
+    // The reason is in the answer, for a client that reads it.
+    let name = Img::Community.name();
+    let token = w
+        .gateway
+        .token(MEMBER, &w.member_pat, &format!("repository:{name}:pull"));
+    let (status, body) = w.gateway.curl(&[
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("/v2/{name}/tags/list"),
+    ]);
+    assert_eq!(
+        (status, String::from_utf8(body).unwrap()),
+        (
+            403,
+            format!(r#"{{"errors":[{{"code":"DENIED","message":"{COMMUNITY_DENIED}"}}]}}"#)
+        )
+    );
+    shown.push(("skopeo list-tags Community".to_owned(), list_tags));
     let shown: Vec<(&str, &Run)> = shown.iter().map(|(w, r)| (w.as_str(), r)).collect();
     w.report("skopeo", &shown);
+}
+
+/// What `skopeo list-tags` prints for a tag list the registry refuses with
+/// 403 `DENIED` and `message`. containers/image reads the error body of a
+/// tag list from 5.24 on (skopeo 1.10 on; its commit "Use
+/// registryHTTPResponseToError on /tags/list failure"); before that, as in
+/// Debian 12's skopeo 1.9 (containers/image 5.23), only a 401's body is
+/// read, and a 403 shows as its status alone. The gateway does not answer
+/// 401 to be read: skopeo 1.9 would then blame the credentials (`unable to
+/// retrieve auth token: invalid username/password: …`) of a caller who is
+/// signed in, and other clients would sign in again and retry.
+fn skopeo_tag_list_refusal(c: &Clients, message: &str) -> String {
+    let version = c.skopeo(&["--version"]).success();
+    let (major, minor) = version
+        .stdout
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or_else(|| panic!("no version in {version}"));
+    if (major, minor) >= (1, 10) {
+        format!("fetching tags list: denied: {message}")
+    } else {
+        "fetching tags list: invalid status code from registry 403 (Forbidden)".to_owned()
+    }
 }
 
 #[test]
@@ -1069,4 +1147,170 @@ fn logged(registry: &Registry, line: impl Fn(&str) -> bool) -> String {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What dockerd 20.10 prints for a pull the registry refuses with `DENIED`
+/// (moby's distribution/errors.go): its own sentence, then the registry's
+/// error. Only the first error: dockerd logs the others ("Ignoring extra
+/// error returned from registry"), so the access request link is not shown.
+fn dockerd_denied(reference: &str, message: &str) -> String {
+    let repository = reference.rsplit_once(':').unwrap().0;
+    format!(
+        "pull access denied for {repository}, repository does not exist or may require 'docker login': denied: {message}"
+    )
+}
+
+#[test]
+fn the_real_docker_engine_signs_in_pulls_builds_and_composes_only_what_the_policy_allows() {
+    let w = World::new();
+    let machine_etc_docker = etc_docker();
+    let mut engine = Dockerd::start();
+    assert!(
+        engine.runs_its_own_containerd(),
+        "dockerd started no containerd of its own:\n{}",
+        engine.log()
+    );
+    let host = w.gateway.host_port();
+    engine.trust(&host, &w.ca.ca());
+
+    // Unlike podman's Docker API, dockerd shows why a login was refused.
+    let password = engine.login(&host, MEMBER, MEMBER_PASSWORD).failure();
+    assert!(
+        password.stderr.contains(&format!(
+            "Error response from daemon: Get \"https://{host}/v2/\": unauthorized: {PASSWORD_REFUSED}"
+        )),
+        "{password}"
+    );
+    let login = engine.login(&host, MEMBER, &w.member_pat).success();
+    assert!(login.stdout.contains("Login Succeeded"), "{login}");
+    let config = std::fs::read_to_string(engine.docker_config().join("config.json")).unwrap();
+    assert!(config.contains(&host), "docker login wrote {config}");
+
+    let mut shown = vec![("docker login with the password".to_owned(), password)];
+    for img in [Img::Nginx, Img::App] {
+        let pull = engine.docker(&["pull", &w.reference(img)]).success();
+        let digests = engine
+            .docker(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoDigests}}",
+                &w.reference(img),
+            ])
+            .success();
+        assert!(
+            digests.stdout.contains(&w.image(img).digest),
+            "{img:?}: {digests}"
+        );
+        shown.push((format!("docker pull {img:?}"), pull));
+    }
+    for (img, message) in Img::DENIED {
+        let reference = w.reference(img);
+        let pull = engine.docker(&["pull", &reference]).failure();
+        let expected = format!(
+            "Error response from daemon: {}",
+            dockerd_denied(&reference, message)
+        );
+        assert_eq!(pull.stderr.trim(), expected, "{pull}");
+        engine.docker(&["image", "inspect", &reference]).failure();
+        shown.push((format!("docker pull {img:?}"), pull));
+    }
+
+    // The classic builder pulls FROM itself, and stops at a refusal in words.
+    let allowed = engine
+        .build(
+            &format!(
+                "FROM {}\nLABEL dev.imagegate.e2e.built=yes\n",
+                w.reference(Img::App)
+            ),
+            "e2e-allowed:1",
+        )
+        .success();
+    let label = engine
+        .docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"dev.imagegate.e2e.built\"}}",
+            "e2e-allowed:1",
+        ])
+        .success();
+    assert_eq!(label.stdout.trim(), "yes", "{allowed}");
+    let community = w.reference(Img::Community);
+    let build = engine
+        .build(
+            &format!("FROM {community}\nLABEL dev.imagegate.e2e.built=yes\n"),
+            "e2e-denied:1",
+        )
+        .failure();
+    assert!(
+        build
+            .stdout
+            .contains(&format!("Step 1/2 : FROM {community}")),
+        "{build}"
+    );
+    assert_eq!(
+        build.stderr.trim(),
+        dockerd_denied(&community, COMMUNITY_DENIED),
+        "{build}"
+    );
+    engine
+        .docker(&["image", "inspect", "e2e-denied:1"])
+        .failure();
+    shown.push(("docker build FROM Community".to_owned(), build));
+
+    // docker-compose pulls the allowed service, and fails naming the refused one.
+    let compose = format!(
+        "services:\n  web:\n    image: {}\n  tool:\n    image: {community}\n",
+        w.reference(Img::Nginx)
+    );
+    let pull = engine.compose(&compose, &["pull"]).failure();
+    assert!(
+        pull.stderr.contains(&format!(
+            "ERROR: for tool  {}",
+            dockerd_denied(&community, COMMUNITY_DENIED)
+        )),
+        "{pull}"
+    );
+    engine
+        .docker(&["image", "inspect", &w.reference(Img::Nginx)])
+        .success();
+    engine.docker(&["image", "inspect", &community]).failure();
+    shown.push(("docker-compose pull".to_owned(), pull));
+
+    // Stopped, with nothing of it left running, and /etc/docker as it was:
+    // dockerd wrote its key into its private one.
+    let private = engine.etc_docker();
+    engine.stop();
+    assert!(
+        private.join("key.json").exists(),
+        "dockerd ran with its own /etc/docker"
+    );
+    assert_eq!(
+        etc_docker(),
+        machine_etc_docker,
+        "the machine's /etc/docker is untouched"
+    );
+    let shown: Vec<(&str, &Run)> = shown.iter().map(|(w, r)| (w.as_str(), r)).collect();
+    eprintln!(
+        "  dockerd ran with --storage-driver {}",
+        engine.storage_driver()
+    );
+    w.report("dockerd", &shown);
+}
+
+/// What the machine's /etc/docker holds (names and sizes), to compare.
+fn etc_docker() -> Vec<(String, u64)> {
+    let mut entries: Vec<(String, u64)> = std::fs::read_dir("/etc/docker")
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| {
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    entries
 }

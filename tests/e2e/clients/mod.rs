@@ -1,8 +1,10 @@
 //! Real registries and real clients for end-to-end tests: the CNCF distribution
 //! registry as an upstream, images built here and pushed with skopeo, and
 //! skopeo, podman, buildah, the docker CLI (against `podman system service`)
-//! and docker-compose, each with state of its own in a scratch directory.
-//! Never touches the machine's container storage, credentials or trust.
+//! and docker-compose, each with state of its own in a scratch directory; and
+//! a real Docker Engine ([`Dockerd`]: dockerd and its containerd, with the
+//! docker CLI and docker-compose against it). Never touches the machine's
+//! container storage, credentials or trust.
 //!
 //! What each client needs, found out on Debian 12 (skopeo 1.9, podman and
 //! its Docker API 4.3, buildah 1.28, docker-compose 1.29):
@@ -20,7 +22,12 @@
 //! exits 0 when a pull through podman is refused ([`Client::reports_refusals`]).
 //! Every other client prints the registry's error as containers/image words it,
 //! `reading manifest TAG in HOST/NAME: denied: <message>` (a 401:
-//! `unauthorized: <message>`); the docker CLI shows podman's words, not dockerd's.
+//! `unauthorized: <message>`); the docker CLI shows podman's words, not
+//! dockerd's. The real dockerd words a refusal `Error response from daemon:
+//! pull access denied for HOST/NAME, repository does not exist or may require
+//! 'docker login': denied: <message>` (docker-compose against it: `ERROR: for
+//! SERVICE  pull access denied …`, exit 1), and a refused login `Error
+//! response from daemon: Get "https://HOST/v2/": unauthorized: <message>`.
 //! A token endpoint's refusal shows as `unable to retrieve auth token: invalid
 //! username/password: unauthorized: <message>` on a pull, but no `login`
 //! shows it: containers/common says `invalid username/password` (the reason
@@ -29,6 +36,7 @@
 //! [`Gateway`] runs `imagegate serve` in front of such registries, its store
 //! prepared with `imagegate admin` ([`DataDir`]).
 
+pub mod dockerd;
 pub mod gateway;
 pub mod image;
 pub mod registry;
@@ -41,6 +49,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use dockerd::Dockerd;
 pub use gateway::{DataDir, Gateway};
 pub use image::{Image, Layer, push_image};
 pub use registry::{Registry, TestCa};
