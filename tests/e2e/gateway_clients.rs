@@ -305,7 +305,7 @@ fn skopeo_copies_allowed_images_byte_for_byte_and_is_refused_the_others_in_words
         ]);
         shown.push((format!("skopeo copy {img:?}"), assert_denied(copy, message)));
     }
-    // Tag lists: allowed, and refused with the same 403 `DENIED` body.
+    // Tag lists: allowed, and refused with the same `DENIED` body (as a 401).
     let tags = c
         .skopeo(&[
             "list-tags",
@@ -347,7 +347,7 @@ fn skopeo_copies_allowed_images_byte_for_byte_and_is_refused_the_others_in_words
     assert_eq!(
         (status, String::from_utf8(body).unwrap()),
         (
-            403,
+            401,
             format!(r#"{{"errors":[{{"code":"DENIED","message":"{COMMUNITY_DENIED}"}}]}}"#)
         )
     );
@@ -356,15 +356,12 @@ fn skopeo_copies_allowed_images_byte_for_byte_and_is_refused_the_others_in_words
     w.report("skopeo", &shown);
 }
 
-/// What `skopeo list-tags` prints for a tag list the registry refuses with
-/// 403 `DENIED` and `message`. containers/image reads the error body of a
-/// tag list from 5.24 on (skopeo 1.10 on; its commit "Use
-/// registryHTTPResponseToError on /tags/list failure"); before that, as in
-/// Debian 12's skopeo 1.9 (containers/image 5.23), only a 401's body is
-/// read, and a 403 shows as its status alone. The gateway does not answer
-/// 401 to be read: skopeo 1.9 would then blame the credentials (`unable to
-/// retrieve auth token: invalid username/password: …`) of a caller who is
-/// signed in, and other clients would sign in again and retry.
+/// What `skopeo list-tags` prints for a tag list the gateway refuses (401
+/// `insufficient_scope` with a `DENIED` body). containers/image reads that
+/// body in every version: before 5.24 (skopeo 1.9, Debian 12's) only a
+/// 401's, inside its own words about credentials; from 5.24 on (skopeo
+/// 1.10, its commit "Use registryHTTPResponseToError on /tags/list
+/// failure") any status's.
 fn skopeo_tag_list_refusal(c: &Clients, message: &str) -> String {
     let version = c.skopeo(&["--version"]).success();
     let (major, minor) = version
@@ -380,7 +377,9 @@ fn skopeo_tag_list_refusal(c: &Clients, message: &str) -> String {
     if (major, minor) >= (1, 10) {
         format!("fetching tags list: denied: {message}")
     } else {
-        "fetching tags list: invalid status code from registry 403 (Forbidden)".to_owned()
+        format!(
+            "Error listing repository tags: unable to retrieve auth token: invalid username/password: denied: {message}"
+        )
     }
 }
 

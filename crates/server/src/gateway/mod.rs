@@ -409,6 +409,19 @@ fn refusal(
         return challenge(gw, asked, Some(&pull.name), &d.message);
     }
     let mut body = ErrorBody::one(ErrorCode::Denied, d.message.to_string());
+    // A tag list is refused as a 401 with the same DENIED body:
+    // containers/image before 5.24 (skopeo 1.9, Debian 12's) reads the body
+    // of a tag list's 401 only and shows a 403 as its bare status; later
+    // versions read both alike. The challenge carries no `error`
+    // parameter: containers/image would print its generic words for it
+    // ("requested access to the resource is denied") above the message.
+    if pull.kind == "tags" && signed_in {
+        let mut response = errors(StatusCode::UNAUTHORIZED, body);
+        if let Some(v) = challenge_value(gw, asked, Some(&pull.name)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        return response;
+    }
     // Manifests only: that is the refusal a client prints; a blob or tag
     // list refusal keeps the one error.
     if let (true, "manifest", Some(org), Some(r), true) = (
@@ -467,6 +480,15 @@ fn warning_header(message: &str) -> Option<HeaderValue> {
 
 /// 401 `UNAUTHORIZED` with the Bearer challenge pointing at the token realm.
 fn challenge(gw: &Gateway, asked: &Asked, name: Option<&str>, message: &str) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    if let Some(v) = challenge_value(gw, asked, name) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
+
+/// `Bearer realm="https://HOST/token",service="…"[,scope="repository:NAME:pull"]`.
+fn challenge_value(gw: &Gateway, asked: &Asked, name: Option<&str>) -> Option<HeaderValue> {
     let realm = format!("{}/token", base_url(gw, asked));
     let mut value = format!(
         "Bearer realm=\"{realm}\",service=\"{}\"",
@@ -475,11 +497,7 @@ fn challenge(gw: &Gateway, asked: &Asked, name: Option<&str>, message: &str) -> 
     if let Some(name) = name {
         value.push_str(&format!(",scope=\"repository:{name}:pull\""));
     }
-    let mut response = error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    response
+    HeaderValue::from_str(&value).ok()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
