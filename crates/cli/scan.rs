@@ -70,10 +70,17 @@ pub struct Totals {
     pub walk_warnings: usize,
 }
 
+/// Said on stderr by `check` and `scan` when no policy is given, so a CI job
+/// that forgot `--policy` does not pass in silence.
+pub const NO_POLICY: &str = "no policy given (--policy FILE or IMAGEGATE_POLICY): every valid, unambiguous reference is allowed";
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let Some(policy) = policy::load_or_default(args.policy.as_deref())? else {
         return Ok(EXIT_USAGE);
     };
+    if args.policy.is_none() {
+        style::warning(NO_POLICY);
+    }
     let mut env_file = None;
     for path in &args.env_files {
         let text = std::fs::read_to_string(path)

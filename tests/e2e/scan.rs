@@ -1023,3 +1023,52 @@ fn several_directories_keep_their_files_apart_and_empty_or_foreign_stdin_fails()
         assert!(err(&o).contains(says), "{}", err(&o));
     }
 }
+
+#[test]
+fn without_a_policy_check_and_scan_say_so_on_stderr_and_exit_as_before() {
+    const NOTE: &str = "warning: no policy given (--policy FILE or IMAGEGATE_POLICY): every valid, unambiguous reference is allowed\n";
+    let o = scan(
+        &[
+            "--format",
+            "json",
+            "tests/fixtures/scan/tree/k8s/cronjob.yaml",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(err(&o), NOTE);
+    assert_eq!(
+        records(&o)[0]["decision"],
+        "allow",
+        "stdout is still JSON lines"
+    );
+    let o = scan(
+        &["tests/fixtures/scan/tree/k8s/cronjob.yaml"],
+        &[("IMAGEGATE_POLICY", POLICY)],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), "", "a policy from the environment is a policy");
+
+    let check = |args: &[&str], vars: &[(&str, &str)]| {
+        crate::imagegate_with(args, b"", |cmd| {
+            cmd.env_remove("IMAGEGATE_POLICY")
+                .envs(vars.iter().copied());
+        })
+    };
+    let o = check(&["check", "someuser/custom-image:1"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(err(&o), NOTE);
+    assert!(out(&o).starts_with("ALLOW"), "{}", out(&o));
+    let o = check(&["check", "--output", "json", "nginx"], &[]);
+    assert_eq!(err(&o), NOTE);
+    let record: Value = serde_json::from_str(out(&o).trim()).unwrap();
+    assert_eq!(record["decision"], "allow");
+    let o = check(
+        &["check", "someuser/custom-image:1"],
+        &[("IMAGEGATE_POLICY", "examples/policy.yaml")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), "");
+}
