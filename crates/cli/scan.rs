@@ -159,13 +159,13 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
             sites.extend(scanned.sites);
         } else if path.is_dir() {
             let (tx, rx) = mpsc::channel();
-            std::thread::scope(|scope| {
+            let walked = std::thread::scope(|scope| {
                 let shown_from = if paths.len() > 1 {
                     Path::new(".")
                 } else {
                     path.as_path()
                 };
-                scope.spawn(move || files::walk(path, shown_from, options, tx));
+                let walk = scope.spawn(move || files::walk(path, shown_from, options, &tx));
                 for event in rx {
                     match event {
                         Event::Scanned(scanned) => {
@@ -181,7 +181,16 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
                         }
                     }
                 }
+                walk.join()
             });
+            match walked {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    progress.finish();
+                    anyhow::bail!(why);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         } else if files::is_helm_template(path) {
             // pre-commit passes a chart's templates one by one.
             totals.helm_templates += 1;

@@ -653,6 +653,8 @@ fn symbolic_link_loops_are_reported_and_the_walk_goes_on_outside_a_git_checkout(
     std::os::unix::fs::symlink("..", dir.join("k8s/up")).unwrap();
     std::os::unix::fs::symlink(".", dir.join("app/self")).unwrap();
     std::os::unix::fs::symlink("k8s/cronjob.yaml", dir.join("linked-cronjob.yaml")).unwrap();
+    // The tree's .gitignore names ignored/ (which the repository cannot hold).
+    write(&dir, "ignored/Dockerfile", "FROM someuser/ignored:1\n");
     let o = scan(
         &[
             "--policy",
@@ -1022,6 +1024,113 @@ fn several_directories_keep_their_files_apart_and_empty_or_foreign_stdin_fails()
         assert_eq!(o.status.code(), Some(2), "{}", err(&o));
         assert!(err(&o).contains(says), "{}", err(&o));
     }
+}
+
+/// A fresh, empty temporary directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("imagegate-scan-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn pod(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n    - name: c\n      image: {image}\n"
+    )
+}
+
+#[test]
+fn in_a_git_checkout_what_git_tracks_is_scanned_even_where_an_ignore_rule_matches_it() {
+    let dir = temp_dir("git");
+    write(&dir, "deploy/prod.yaml", &pod("prod", "someuser/miner:1"));
+    // Tracked symbolic links: a loop, and a directory outside the checkout.
+    std::os::unix::fs::symlink("..", dir.join("deploy/up")).unwrap();
+    let outside = temp_dir("git-outside");
+    write(&outside, "job.yaml", &pod("job", "busybox:1.36"));
+    std::os::unix::fs::symlink(&outside, dir.join("shared")).unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "prod"]);
+    // A later ignore rule matches the tracked file; Git still tracks it.
+    write(&dir, ".gitignore", "deploy/prod.yaml\nbuild/\n");
+    git(&dir, &["add", ".gitignore"]);
+    git(&dir, &["commit", "-qm", "ignore"]);
+    // Untracked: one not ignored (scanned), one ignored (not scanned).
+    write(&dir, "k8s/new.yaml", &pod("new", "nginx:1.27"));
+    write(&dir, "build/out.yaml", &pod("out", "someuser/generated:1"));
+    let files = |o: &Output| -> Vec<String> {
+        records(o)
+            .iter()
+            .map(|r| r["file"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        files(&o),
+        ["deploy/prod.yaml", "k8s/new.yaml", "shared/job.yaml"]
+    );
+    assert_eq!(
+        err(&o),
+        format!(
+            "warning: deploy/up: symbolic link loop to {}: not followed\n",
+            dir.canonicalize().unwrap().display()
+        )
+    );
+    assert_eq!(
+        one(&records(&o), "deploy/prod.yaml", 8)["message"],
+        "image access denied: community images not allowed"
+    );
+    // A directory inside the checkout: Git's answer for that directory.
+    let deploy = dir.join("deploy");
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            deploy.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(files(&o), ["prod.yaml"]);
+
+    // Without git the checkout's files cannot be listed: an error, never a
+    // walk that skips what Git tracks.
+    let o = scan(
+        &["--policy", POLICY, dir.to_str().unwrap()],
+        &[("PATH", "/nonexistent")],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert_eq!(
+        err(&o),
+        format!(
+            "error: cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks (No such file or directory (os error 2)); install git\n",
+            dir.display()
+        )
+    );
+    assert_eq!(out(&o), "");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
 }
 
 #[test]

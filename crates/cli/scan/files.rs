@@ -1,7 +1,8 @@
 //! Which files `imagegate scan` reads, what kind each is, and the image sites
-//! in them (through `imagegate_scan`). Walks directories in parallel with the
-//! `ignore` crate (`.gitignore`, `.ignore`; symbolic links followed, loops
-//! reported); decides nothing.
+//! in them (through `imagegate_scan`). In a Git checkout a directory's files
+//! are Git's (`git ls-files`); elsewhere it is walked with the `ignore` crate
+//! (`.gitignore`, `.ignore`). Files are read in parallel, symbolic links
+//! followed, loops reported; decides nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -501,10 +502,184 @@ pub enum Event {
     Warning(WalkWarning),
 }
 
-/// Walks `root` in parallel, sending what each file gave.
+/// Walks `root`, sending what each file gave. In a Git checkout the files
+/// are Git's (tracked, whatever an ignore rule says, and untracked but not
+/// ignored); elsewhere a parallel walk honouring `.gitignore` and `.ignore`.
 /// Paths are shown relative to `shown_from` (the root itself, or `.` when
-/// several roots are scanned, so their files stay apart).
-pub fn walk(root: &Path, shown_from: &Path, options: &Options, events: mpsc::Sender<Event>) {
+/// several roots are scanned, so their files stay apart). `Err` when the
+/// checkout's files cannot be listed: a guess would skip what Git tracks.
+pub fn walk(
+    root: &Path,
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+) -> Result<(), String> {
+    walk_tree(root, shown_from, options, events, &mut Vec::new())
+}
+
+/// [`walk`], remembering the directories (canonical) already walked, so a
+/// symbolic link to one of them is not walked again.
+fn walk_tree(
+    root: &Path,
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+    walked: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    if let Ok(canonical) = root.canonicalize() {
+        walked.push(canonical);
+    }
+    let Some(listed) = git_files(root)? else {
+        walk_ignoring(root, shown_from, options, events);
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for path in listed {
+        // A path Git lists that is gone from the working tree (deleted, or a
+        // dangling link) holds nothing to scan.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => dirs.push(path),
+            Ok(m) if m.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+    scan_in_parallel(&files, shown_from, options, events);
+    // Submodules and nested repositories (their own checkouts), and
+    // symbolic links to directories.
+    for dir in dirs {
+        let linked = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+        if linked && let Ok(target) = dir.canonicalize() {
+            let loops = dir
+                .parent()
+                .and_then(|p| p.canonicalize().ok())
+                .is_some_and(|p| p.starts_with(&target));
+            if loops {
+                let _ = events.send(Event::Warning(WalkWarning(format!(
+                    "{}: symbolic link loop to {}: not followed",
+                    display(&dir, shown_from),
+                    target.display()
+                ))));
+                continue;
+            }
+            if walked.iter().any(|w| target.starts_with(w)) {
+                // Its files are scanned where they are.
+                continue;
+            }
+        }
+        walk_tree(&dir, shown_from, options, events, walked)?;
+    }
+    Ok(())
+}
+
+/// The files under `dir` as Git lists them, when `dir` is in a Git
+/// checkout: `git ls-files --cached --others --exclude-standard`.
+/// `Ok(None)` outside a checkout.
+fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, String> {
+    let in_checkout = dir
+        .canonicalize()
+        .is_ok_and(|abs| abs.ancestors().any(|a| a.join(".git").exists()));
+    if !in_checkout {
+        return Ok(None);
+    }
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks ({e}); install git",
+                dir.display()
+            )
+        })?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        let said = said
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(format!(
+            "cannot scan {}: git ls-files could not list the files of its Git checkout: {said}",
+            dir.display()
+        ));
+    }
+    let mut paths: Vec<PathBuf> = output
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| dir.join(path_of(p)))
+        .collect();
+    // A path in conflict is listed once per stage.
+    paths.sort();
+    paths.dedup();
+    Ok(Some(paths))
+}
+
+#[cfg(unix)]
+fn path_of(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // `ls-files` ends a directory (a nested repository) with `/`.
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn path_of(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Scans `files` on as many threads as there are cores.
+fn scan_in_parallel(
+    files: &[PathBuf],
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(files.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (next, events) = (&next, events.clone());
+            scope.spawn(move || {
+                while let Some(path) =
+                    files.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    visit(path, shown_from, options, &events);
+                }
+            });
+        }
+    });
+}
+
+/// Scans one file the walk found, if it is of a kind that names images.
+fn visit(path: &Path, shown_from: &Path, options: &Options, events: &mpsc::Sender<Event>) {
+    let Some(kind) = kind_of(path) else {
+        return;
+    };
+    if is_helm_template(path) {
+        let _ = events.send(Event::HelmTemplate);
+        return;
+    }
+    if let Some(scanned) = scan_kind(
+        path,
+        &display(path, shown_from),
+        kind,
+        options,
+        shown_from,
+        false,
+    ) {
+        let _ = events.send(Event::Scanned(scanned));
+    }
+}
+
+/// Walks `root` in parallel outside a Git checkout, honouring `.gitignore`
+/// and `.ignore` files; symbolic links followed, loops reported.
+fn walk_ignoring(root: &Path, shown_from: &Path, options: &Options, events: &mpsc::Sender<Event>) {
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .follow_links(true)
@@ -515,33 +690,14 @@ pub fn walk(root: &Path, shown_from: &Path, options: &Options, events: mpsc::Sen
     walker.run(|| {
         let events = events.clone();
         Box::new(move |entry| {
-            let entry = match entry {
-                Ok(e) => e,
+            match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                    visit(e.path(), shown_from, options, &events);
+                }
+                Ok(_) => {}
                 Err(e) => {
                     let _ = events.send(Event::Warning(WalkWarning(e.to_string())));
-                    return ignore::WalkState::Continue;
                 }
-            };
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                return ignore::WalkState::Continue;
-            }
-            let path = entry.path();
-            let Some(kind) = kind_of(path) else {
-                return ignore::WalkState::Continue;
-            };
-            if is_helm_template(path) {
-                let _ = events.send(Event::HelmTemplate);
-                return ignore::WalkState::Continue;
-            }
-            if let Some(scanned) = scan_kind(
-                path,
-                &display(path, shown_from),
-                kind,
-                options,
-                shown_from,
-                false,
-            ) {
-                let _ = events.send(Event::Scanned(scanned));
             }
             ignore::WalkState::Continue
         })
