@@ -13,6 +13,7 @@ use imagegate_core::{Input, Policy, decide};
 use crate::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, policy, style};
 
 mod files;
+mod hint;
 mod report;
 
 use files::{Event, Options, Site, What};
@@ -126,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // Colour (and anstream's stripping of it) is for the text output only.
     if args.format == Format::Text {
         let mut out = anstream::stdout().lock();
-        report::text(&mut out, &findings, &totals)?;
+        report::text(&mut out, &findings, &totals, &policy)?;
         out.flush()?;
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -10,6 +10,8 @@ use std::sync::mpsc;
 
 use imagegate_scan::{Value, compose, dockerfile, manifest, yaml};
 
+use super::hint::{self, Unchecked, Vars};
+
 /// Files larger than this are reported, not read.
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
@@ -53,6 +55,9 @@ pub struct Site {
     pub at: String,
     /// The Kubernetes object's namespace, for exemptions.
     pub namespace: Option<String>,
+    /// What to do about a variable without a value or a file that does not
+    /// parse (the policy's refusals get theirs from the decision).
+    pub hint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -136,12 +141,21 @@ pub fn scan_stdin(text: &str, options: &Options) -> Result<Scanned, String> {
                 .to_owned(),
         );
     }
-    if let Ok(docs) = yaml::documents(text)
-        && !docs
-            .iter()
-            .any(|d| compose::is_compose(d) || manifest::manifest_images(d).objects > 0)
-    {
-        return Err("standard input holds no Kubernetes object and no Compose file".to_owned());
+    let none = "standard input holds no Kubernetes object and no Compose file";
+    match yaml::documents(text) {
+        Ok(docs)
+            if !docs
+                .iter()
+                .any(|d| compose::is_compose(d) || manifest::manifest_images(d).objects > 0) =>
+        {
+            return Err(none.to_owned());
+        }
+        // Broken YAML is a finding when it looks like what it should be;
+        // otherwise there is nothing to scan.
+        Err(e) if !looks_like_compose(text) && !looks_like_kubernetes(text) => {
+            return Err(format!("{none} (and is not YAML: {e})"));
+        }
+        _ => {}
     }
     let mut sites = Vec::new();
     yaml_sites(
@@ -196,7 +210,7 @@ fn scan_kind(
     let dir = path.parent().unwrap_or(Path::new("."));
     match kind {
         Kind::Dockerfile => {
-            dockerfile_sites(&text, shown, &options.build_args, &mut sites);
+            dockerfile_sites(&text, shown, &options.build_args, None, &mut sites);
         }
         Kind::Compose | Kind::Yaml => {
             yaml_sites(&text, shown, kind, dir, root, options, &mut sites, sniff);
@@ -209,11 +223,11 @@ fn unreadable(shown: &str, source: Source, detail: &str) -> Scanned {
     Scanned {
         sites: vec![parse_error(
             shown,
-            0,
-            0,
+            (0, 0),
             source,
             source.parsed_as(),
             detail.to_owned(),
+            &Unchecked::File,
         )],
         bytes: 0,
     }
@@ -221,11 +235,11 @@ fn unreadable(shown: &str, source: Source, detail: &str) -> Scanned {
 
 fn parse_error(
     file: &str,
-    line: usize,
-    column: usize,
+    (line, column): (usize, usize),
     source: Source,
     what: &'static str,
     detail: String,
+    unchecked: &Unchecked,
 ) -> Site {
     Site {
         file: file.to_owned(),
@@ -235,20 +249,39 @@ fn parse_error(
         at: String::new(),
         what: What::ParseError { what, detail },
         namespace: None,
+        hint: Some(hint::parse_error(unchecked)),
     }
 }
 
+/// The images of a Dockerfile; `service` names the Compose service that
+/// builds it, when one does (its `build.args` are then in `build_args`).
 fn dockerfile_sites(
     text: &str,
     shown: &str,
     build_args: &[(String, String)],
+    service: Option<&str>,
     sites: &mut Vec<Site>,
 ) {
+    let mut declared = None;
     for f in dockerfile::images(text, build_args) {
         let at = match f.site {
             dockerfile::Site::From => "FROM",
             dockerfile::Site::CopyFrom => "COPY --from",
             dockerfile::Site::MountFrom => "RUN --mount from",
+        };
+        let hint = match &f.value {
+            Value::Image(_) => None,
+            Value::Unresolved(names) => {
+                let declared: &[String] =
+                    declared.get_or_insert_with(|| dockerfile::global_args(text));
+                Some(hint::unresolved(
+                    names,
+                    &match service {
+                        Some(service) => Vars::ComposeBuild { declared, service },
+                        None => Vars::Dockerfile { declared },
+                    },
+                ))
+            }
         };
         sites.push(Site {
             file: shown.to_owned(),
@@ -258,6 +291,7 @@ fn dockerfile_sites(
             at: at.to_owned(),
             what: what_of(f.raw, f.value),
             namespace: None,
+            hint,
         });
     }
 }
@@ -286,16 +320,34 @@ fn yaml_sites(
     let docs = match yaml::documents(text) {
         Ok(docs) => docs,
         Err(e) => {
-            let source = if kind == Kind::Compose || looks_like_compose(text) {
-                Source::Compose
+            if kind == Kind::Compose || looks_like_compose(text) {
+                sites.push(parse_error(
+                    shown,
+                    (e.line, e.column),
+                    Source::Compose,
+                    "YAML",
+                    e.message,
+                    &Unchecked::ComposeYaml,
+                ));
             } else if looks_like_kubernetes(text) {
-                Source::Kubernetes
-            } else {
-                return;
-            };
-            sites.push(parse_error(
-                shown, e.line, e.column, source, "YAML", e.message,
-            ));
+                // A stream of Kubernetes objects (rendered Helm output): each
+                // document on its own, so one broken template hides no other.
+                let parts = yaml::each_document(text);
+                let others = parts.len() > 1;
+                for part in parts {
+                    match part {
+                        Ok(doc) => manifest_sites(&doc, shown, sites),
+                        Err(e) => sites.push(parse_error(
+                            shown,
+                            (e.line, e.column),
+                            Source::Kubernetes,
+                            "YAML",
+                            e.message,
+                            &Unchecked::Document { others },
+                        )),
+                    }
+                }
+            }
             return;
         }
     };
@@ -307,6 +359,13 @@ fn yaml_sites(
         return;
     }
     for doc in &docs {
+        manifest_sites(doc, shown, sites);
+    }
+}
+
+/// The images of one document holding Kubernetes objects (or none).
+fn manifest_sites(doc: &yaml::Node, shown: &str, sites: &mut Vec<Site>) {
+    {
         let found = manifest::manifest_images(doc);
         for image in found.images {
             sites.push(Site {
@@ -320,16 +379,17 @@ fn yaml_sites(
                     image: image.image,
                 },
                 namespace: image.namespace,
+                hint: None,
             });
         }
         for p in found.problems {
             let mut site = parse_error(
                 shown,
-                p.line,
-                p.column,
+                (p.line, p.column),
                 Source::Kubernetes,
                 "Kubernetes object",
                 format!("{}: {}", p.object, p.error),
+                &Unchecked::Object,
             );
             site.at = format!("{} {}", p.object, p.error.path);
             sites.push(site);
@@ -377,18 +437,26 @@ fn compose_sites(
         Err(e) => {
             let mut site = parse_error(
                 shown,
-                e.line,
-                e.column,
+                (e.line, e.column),
                 Source::Compose,
                 "Compose file",
                 e.to_string(),
+                &Unchecked::ComposeShape,
             );
             site.at = e.path;
             sites.push(site);
             return;
         }
     };
+    let vars = Vars::Compose {
+        env_file: options.env_file.is_some(),
+        stdin: shown == "-",
+    };
     for image in found.images {
+        let hint = match &image.value {
+            Value::Image(_) => None,
+            Value::Unresolved(names) => Some(hint::unresolved(names, &vars)),
+        };
         sites.push(Site {
             file: shown.to_owned(),
             line: image.line,
@@ -397,10 +465,11 @@ fn compose_sites(
             at: format!("services.{}.image", image.service),
             what: what_of(image.raw, image.value),
             namespace: None,
+            hint,
         });
     }
     for build in found.builds {
-        build_sites(&build, shown, dir, root, options, sites);
+        build_sites(&build, shown, dir, root, options, &vars, sites);
     }
 }
 
@@ -412,6 +481,7 @@ fn build_sites(
     dir: &Path,
     root: &Path,
     options: &Options,
+    vars: &Vars,
     sites: &mut Vec<Site>,
 ) {
     let at = format!("services.{}.build", build.service);
@@ -419,7 +489,7 @@ fn build_sites(
     args.extend(build.args.iter().cloned());
     if let Some((text, line, column)) = &build.inline {
         let mut inline = Vec::new();
-        dockerfile_sites(text, shown, &args, &mut inline);
+        dockerfile_sites(text, shown, &args, Some(&build.service), &mut inline);
         for mut site in inline {
             // A block scalar's location is that of its first line of text.
             site.line += line.saturating_sub(1);
@@ -433,7 +503,7 @@ fn build_sites(
     let (Some(context), dockerfile) = (&build.context, &build.dockerfile) else {
         return;
     };
-    let site_at = |what: What| Site {
+    let site_at = |what: What, hint: String| Site {
         file: shown.to_owned(),
         line: build.line,
         column: build.column,
@@ -441,14 +511,18 @@ fn build_sites(
         at: at.clone(),
         what,
         namespace: None,
+        hint: Some(hint),
     };
     let (context, dockerfile) = match (context, dockerfile) {
         (Value::Image(c), Value::Image(d)) => (c, d),
         (Value::Unresolved(names), _) | (_, Value::Unresolved(names)) => {
-            sites.push(site_at(What::Unresolved {
-                raw: at.clone(),
-                names: names.clone(),
-            }));
+            sites.push(site_at(
+                What::Unresolved {
+                    raw: at.clone(),
+                    names: names.clone(),
+                },
+                hint::unresolved(names, vars),
+            ));
             return;
         }
     };
@@ -456,18 +530,29 @@ fn build_sites(
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            sites.push(site_at(What::ParseError {
-                what: "Compose file",
-                detail: format!(
-                    "{at}: the Dockerfile {} cannot be read: {e}",
-                    path.display()
-                ),
-            }));
+            sites.push(site_at(
+                What::ParseError {
+                    what: "Compose file",
+                    detail: format!(
+                        "{at}: the Dockerfile {} cannot be read: {e}",
+                        path.display()
+                    ),
+                },
+                hint::parse_error(&Unchecked::Build {
+                    service: &build.service,
+                }),
+            ));
             return;
         }
     };
     let mut built = Vec::new();
-    dockerfile_sites(&text, &display(&path, root), &args, &mut built);
+    dockerfile_sites(
+        &text,
+        &display(&path, root),
+        &args,
+        Some(&build.service),
+        &mut built,
+    );
     for mut site in built {
         // The same Dockerfile may be scanned on its own too, with other args.
         site.at = format!("{}, built by {shown} {at}", site.at);
