@@ -1204,6 +1204,21 @@ fn in_a_git_checkout_what_git_tracks_is_scanned_even_where_an_ignore_rule_matche
         b"",
     );
     assert_eq!(files(&o), ["prod.yaml"]);
+    // A directory Git ignores, named on the command line: all of it.
+    let build = dir.join("build");
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            build.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(files(&o), ["out.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
 
     // Without git the checkout's files cannot be listed: an error, never a
     // walk that skips what Git tracks.

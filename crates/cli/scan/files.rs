@@ -658,8 +658,9 @@ fn walk_tree(
 }
 
 /// The files under `dir` as Git lists them, when `dir` is in a Git
-/// checkout: `git ls-files --cached --others --exclude-standard`.
-/// `Ok(None)` outside a checkout.
+/// checkout: `git ls-files --cached --others --exclude-standard` (without
+/// `--exclude-standard` when Git ignores `dir` itself). `Ok(None)` outside a
+/// checkout.
 fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, String> {
     let in_checkout = dir
         .canonicalize()
@@ -667,18 +668,28 @@ fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, String> {
     if !in_checkout {
         return Ok(None);
     }
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks ({e}); install git",
-                dir.display()
-            )
-        })?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks ({e}); install git",
+                    dir.display()
+                )
+            })
+    };
+    // A directory named to be scanned that Git ignores as a whole (rendered
+    // manifests in an ignored `out/`): everything in it, ignoring nothing.
+    let ignored = git(&["check-ignore", "-q", "."])?.status.code() == Some(0);
+    let mut list = vec!["ls-files", "-z", "--cached", "--others"];
+    if !ignored {
+        list.push("--exclude-standard");
+    }
+    let output = git(&list)?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         let said = said
