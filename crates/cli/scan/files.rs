@@ -365,35 +365,33 @@ fn yaml_sites(
 
 /// The images of one document holding Kubernetes objects (or none).
 fn manifest_sites(doc: &yaml::Node, shown: &str, sites: &mut Vec<Site>) {
-    {
-        let found = manifest::manifest_images(doc);
-        for image in found.images {
-            sites.push(Site {
-                file: shown.to_owned(),
-                line: image.line,
-                column: image.column,
-                source: Source::Kubernetes,
-                at: format!("{} {}", image.object, image.path),
-                what: What::Image {
-                    raw: image.image.clone(),
-                    image: image.image,
-                },
-                namespace: image.namespace,
-                hint: None,
-            });
-        }
-        for p in found.problems {
-            let mut site = parse_error(
-                shown,
-                (p.line, p.column),
-                Source::Kubernetes,
-                "Kubernetes object",
-                format!("{}: {}", p.object, p.error),
-                &Unchecked::Object,
-            );
-            site.at = format!("{} {}", p.object, p.error.path);
-            sites.push(site);
-        }
+    let found = manifest::manifest_images(doc);
+    for image in found.images {
+        sites.push(Site {
+            file: shown.to_owned(),
+            line: image.line,
+            column: image.column,
+            source: Source::Kubernetes,
+            at: format!("{} {}", image.object, image.path),
+            what: What::Image {
+                raw: image.image.clone(),
+                image: image.image,
+            },
+            namespace: image.namespace,
+            hint: None,
+        });
+    }
+    for p in found.problems {
+        let mut site = parse_error(
+            shown,
+            (p.line, p.column),
+            Source::Kubernetes,
+            "Kubernetes object",
+            format!("{}: {}", p.object, p.error),
+            &Unchecked::Object,
+        );
+        site.at = format!("{} {}", p.object, p.error.path);
+        sites.push(site);
     }
 }
 
