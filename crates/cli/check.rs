@@ -106,6 +106,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let Some(policy) = policy::load_or_default(args.policy.as_deref())? else {
         return Ok(EXIT_USAGE);
     };
+    if args.policy.is_none() {
+        style::warning(crate::scan::NO_POLICY);
+    }
     let mut out = anstream::stdout().lock();
     let mut any_denied = false;
     let mut decided = 0usize;

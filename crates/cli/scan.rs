@@ -13,6 +13,7 @@ use imagegate_core::{Input, Policy, decide};
 use crate::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, policy, style};
 
 mod files;
+mod hint;
 mod report;
 
 use files::{Event, Options, Site, What};
@@ -70,10 +71,17 @@ pub struct Totals {
     pub walk_warnings: usize,
 }
 
+/// Said on stderr by `check` and `scan` when no policy is given, so a CI job
+/// that forgot `--policy` does not pass in silence.
+pub const NO_POLICY: &str = "no policy given (--policy FILE or IMAGEGATE_POLICY): every valid, unambiguous reference is allowed";
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let Some(policy) = policy::load_or_default(args.policy.as_deref())? else {
         return Ok(EXIT_USAGE);
     };
+    if args.policy.is_none() {
+        style::warning(NO_POLICY);
+    }
     let mut env_file = None;
     for path in &args.env_files {
         let text = std::fs::read_to_string(path)
@@ -119,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // Colour (and anstream's stripping of it) is for the text output only.
     if args.format == Format::Text {
         let mut out = anstream::stdout().lock();
-        report::text(&mut out, &findings, &totals)?;
+        report::text(&mut out, &findings, &totals, &policy)?;
         out.flush()?;
     } else {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -152,13 +160,13 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
             sites.extend(scanned.sites);
         } else if path.is_dir() {
             let (tx, rx) = mpsc::channel();
-            std::thread::scope(|scope| {
+            let walked = std::thread::scope(|scope| {
                 let shown_from = if paths.len() > 1 {
                     Path::new(".")
                 } else {
                     path.as_path()
                 };
-                scope.spawn(move || files::walk(path, shown_from, options, tx));
+                let walk = scope.spawn(move || files::walk(path, shown_from, options, &tx));
                 for event in rx {
                     match event {
                         Event::Scanned(scanned) => {
@@ -174,7 +182,16 @@ fn collect(paths: &[PathBuf], options: &Options) -> anyhow::Result<(Vec<Site>, T
                         }
                     }
                 }
+                walk.join()
             });
+            match walked {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    progress.finish();
+                    anyhow::bail!(why);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         } else if files::is_helm_template(path) {
             // pre-commit passes a chart's templates one by one.
             totals.helm_templates += 1;

@@ -653,6 +653,8 @@ fn symbolic_link_loops_are_reported_and_the_walk_goes_on_outside_a_git_checkout(
     std::os::unix::fs::symlink("..", dir.join("k8s/up")).unwrap();
     std::os::unix::fs::symlink(".", dir.join("app/self")).unwrap();
     std::os::unix::fs::symlink("k8s/cronjob.yaml", dir.join("linked-cronjob.yaml")).unwrap();
+    // The tree's .gitignore names ignored/ (which the repository cannot hold).
+    write(&dir, "ignored/Dockerfile", "FROM someuser/ignored:1\n");
     let o = scan(
         &[
             "--policy",
@@ -1017,9 +1019,385 @@ fn several_directories_keep_their_files_apart_and_empty_or_foreign_stdin_fails()
             &b"FROM someuser/x:1\n"[..],
             "no Kubernetes object and no Compose file",
         ),
+        (
+            &b"a: [\n"[..],
+            "no Kubernetes object and no Compose file (and is not YAML: line 1 column 4: unclosed bracket",
+        ),
     ] {
         let o = scan(&["--policy", POLICY, "-"], &[], stdin);
         assert_eq!(o.status.code(), Some(2), "{}", err(&o));
         assert!(err(&o).contains(says), "{}", err(&o));
     }
+}
+
+/// A fresh, empty temporary directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("imagegate-scan-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn pod(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n    - name: c\n      image: {image}\n"
+    )
+}
+
+/// Rendered Helm output whose second document is broken YAML.
+const BROKEN_STREAM: &str = "---
+# Source: db/templates/statefulset.yaml
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  template:
+    spec:
+      containers:
+        - name: postgres
+          image: postgres:16
+---
+# Source: db/templates/configmap.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: db
+data:
+  a: b
+   c: d
+---
+# Source: db/templates/job.yaml
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: seed
+spec:
+  template:
+    spec:
+      containers:
+        - name: seed
+          image: someuser/seed:1
+";
+
+#[test]
+fn a_broken_document_in_a_rendered_stream_hides_none_of_the_others() {
+    let file = crate::temp_file("helm-rendered.yaml", BROKEN_STREAM);
+    let file = file.to_str().unwrap();
+    for (args, shown, stdin) in [
+        (vec![file], file, &b""[..]),
+        (vec!["-"], "-", BROKEN_STREAM.as_bytes()),
+    ] {
+        let args: Vec<&str> = ["--policy", POLICY, "--format", "json"]
+            .into_iter()
+            .chain(args)
+            .collect();
+        let o = scan(&args, &[], stdin);
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        let r = records(&o);
+        assert_eq!(r.len(), 3, "{r:#?}");
+        let db = one(&r, shown, 12);
+        assert_eq!(
+            (&db["column"], &db["image"], &db["decision"], &db["at"]),
+            (
+                &18.into(),
+                &"postgres:16".into(),
+                &"allow".into(),
+                &"StatefulSet/db spec.template.spec.containers[0].image".into()
+            )
+        );
+        let broken = one(&r, shown, 21);
+        assert_eq!(
+            (&broken["column"], &broken["reason"], &broken["source"]),
+            (&5.into(), &"parse_error".into(), &"kubernetes".into())
+        );
+        assert_eq!(
+            broken["message"],
+            "cannot parse YAML: mapping values are not allowed in this context"
+        );
+        let seed = one(&r, shown, 33);
+        assert_eq!(
+            (&seed["image"], &seed["reason"]),
+            (&"someuser/seed:1".into(), &"category_not_allowed".into())
+        );
+    }
+    let o = scan(&["--policy", POLICY, file], &[], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains(
+            "  21:5     DENY  cannot parse YAML: mapping values are not allowed in this context [parse_error]\n           hint: fix the YAML at this line and column: this document's images were not checked (the file's other documents were)\n"
+        ),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn in_a_git_checkout_what_git_tracks_is_scanned_even_where_an_ignore_rule_matches_it() {
+    let dir = temp_dir("git");
+    write(&dir, "deploy/prod.yaml", &pod("prod", "someuser/miner:1"));
+    // Tracked symbolic links: a loop, and a directory outside the checkout.
+    std::os::unix::fs::symlink("..", dir.join("deploy/up")).unwrap();
+    let outside = temp_dir("git-outside");
+    write(&outside, "job.yaml", &pod("job", "busybox:1.36"));
+    std::os::unix::fs::symlink(&outside, dir.join("shared")).unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "prod"]);
+    // A later ignore rule matches the tracked file; Git still tracks it.
+    write(&dir, ".gitignore", "deploy/prod.yaml\nbuild/\n");
+    git(&dir, &["add", ".gitignore"]);
+    git(&dir, &["commit", "-qm", "ignore"]);
+    // Untracked: one not ignored (scanned), one ignored (not scanned).
+    write(&dir, "k8s/new.yaml", &pod("new", "nginx:1.27"));
+    write(&dir, "build/out.yaml", &pod("out", "someuser/generated:1"));
+    let files = |o: &Output| -> Vec<String> {
+        records(o)
+            .iter()
+            .map(|r| r["file"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        files(&o),
+        ["deploy/prod.yaml", "k8s/new.yaml", "shared/job.yaml"]
+    );
+    assert_eq!(
+        err(&o),
+        format!(
+            "warning: deploy/up: symbolic link loop to {}: not followed\n",
+            dir.canonicalize().unwrap().display()
+        )
+    );
+    assert_eq!(
+        one(&records(&o), "deploy/prod.yaml", 8)["message"],
+        "image access denied: community images not allowed"
+    );
+    // A directory inside the checkout: Git's answer for that directory.
+    let deploy = dir.join("deploy");
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            deploy.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(files(&o), ["prod.yaml"]);
+    // A directory Git ignores, named on the command line: all of it.
+    let build = dir.join("build");
+    let o = scan(
+        &[
+            "--policy",
+            POLICY,
+            "--format",
+            "json",
+            build.to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(files(&o), ["out.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // Without git the checkout's files cannot be listed: an error, never a
+    // walk that skips what Git tracks.
+    let o = scan(
+        &["--policy", POLICY, dir.to_str().unwrap()],
+        &[("PATH", "/nonexistent")],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert_eq!(
+        err(&o),
+        format!(
+            "error: cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks (No such file or directory (os error 2)); install git\n",
+            dir.display()
+        )
+    );
+    assert_eq!(out(&o), "");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+}
+
+#[test]
+fn each_refusal_gets_a_hint_that_fits_its_reason_its_source_and_the_policy() {
+    let dir = temp_dir("hints");
+    write(
+        &dir,
+        "Dockerfile",
+        "ARG BASE\nFROM ${BASE}\nFROM bitnami/redis:7\nFROM ${UNDECLARED}/x:1\n",
+    );
+    write(
+        &dir,
+        "compose.yaml",
+        "services:\n  web:\n    image: nginx:${TAG}\n  app:\n    build:\n      dockerfile_inline: |\n        ARG APP_BASE\n        FROM ${APP_BASE}\n        FROM ${APP_OTHER}\n",
+    );
+    write(&dir, "k8s/miner.yaml", &pod("miner", "someuser/miner:1"));
+    write(
+        &dir,
+        "k8s/evil.yaml",
+        &pod("evil", "registry.evil.example/x:1"),
+    );
+    write(&dir, "k8s/latest.yaml", &pod("latest", "nginx"));
+    write(
+        &dir,
+        "k8s/digest.yaml",
+        &pod(
+            "digest",
+            "sha256:0123456789012345678901234567890123456789012345678901234567890123",
+        ),
+    );
+    // examples/policy.yaml allows official and organization images only.
+    let o = scan(
+        &["--policy", "examples/policy.yaml", dir.to_str().unwrap()],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let text = out(&o);
+    let hint_after = |finding: &str| -> String {
+        let mut lines = text.lines();
+        lines
+            .find(|l| l.contains(finding))
+            .unwrap_or_else(|| panic!("{finding} in {text}"));
+        lines
+            .next()
+            .unwrap()
+            .trim_start()
+            .strip_prefix("hint: ")
+            .unwrap_or_else(|| panic!("a hint under {finding}: {text}"))
+            .to_owned()
+    };
+    // A verified publisher image is not sent to a verified publisher.
+    assert_eq!(
+        hint_after("bitnami/redis:7: image access denied"),
+        "use a Docker Official image or one of your organisation's, or ask an owner to allow verified publisher images (spec.imageAccess.allow)"
+    );
+    assert_eq!(
+        hint_after("someuser/miner:1: image access denied"),
+        "use a Docker Official image or one of your organisation's, or ask an owner to allow community images (spec.imageAccess.allow)"
+    );
+    // A Compose variable is set as Compose sets it, not with --build-arg.
+    assert_eq!(
+        hint_after("nginx:${TAG}: unresolved"),
+        "set TAG in the environment or in the .env file beside the Compose file, so the image can be checked"
+    );
+    assert_eq!(
+        hint_after("${BASE}: unresolved"),
+        "give BASE a value with --build-arg BASE=VALUE, or a default (ARG BASE=VALUE before the first FROM), so the image can be checked"
+    );
+    assert_eq!(
+        hint_after("${UNDECLARED}/x:1: unresolved"),
+        "declare ARG UNDECLARED before the first FROM (only those reach FROM), with a default or a value from --build-arg UNDECLARED=VALUE, so the image can be checked"
+    );
+    // A Dockerfile Compose builds also takes the service's build.args.
+    assert_eq!(
+        hint_after("${APP_BASE}: unresolved"),
+        "give APP_BASE a value in services.app.build.args, with --build-arg APP_BASE=VALUE, or a default (ARG APP_BASE=VALUE before the first FROM), so the image can be checked"
+    );
+    assert_eq!(
+        hint_after("${APP_OTHER}: unresolved"),
+        "declare ARG APP_OTHER before the first FROM (only those reach FROM), with a default or a value from services.app.build.args or --build-arg APP_OTHER=VALUE, so the image can be checked"
+    );
+    assert_eq!(
+        hint_after("registry.evil.example/x:1: registry access"),
+        "use an image from an allowed registry (docker.io, registry.corp.example, ghcr.io/corp, *.corp.example), or ask an owner to add registry.evil.example to spec.registryAccess.allow"
+    );
+    assert_eq!(
+        hint_after("nginx: pin a version tag"),
+        "spec.rules[1] (deny **:latest) refuses this image: follow its message, or ask an owner for an exception"
+    );
+    assert_eq!(
+        hint_after("ambiguous reference"),
+        "name the repository before the digest (name@sha256:…): a bare digest is a local image ID to runtimes"
+    );
+    // With --env-file, the hint names it rather than .env.
+    let env = crate::temp_file("hints.env", "OTHER=1\n");
+    let o = scan(
+        &[
+            "--policy",
+            "examples/policy.yaml",
+            "--env-file",
+            env.to_str().unwrap(),
+            dir.join("compose.yaml").to_str().unwrap(),
+        ],
+        &[],
+        b"",
+    );
+    assert!(
+        out(&o).contains("hint: set TAG in the environment or in the --env-file given, so the image can be checked\n"),
+        "{}",
+        out(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_a_policy_check_and_scan_say_so_on_stderr_and_exit_as_before() {
+    const NOTE: &str = "warning: no policy given (--policy FILE or IMAGEGATE_POLICY): every valid, unambiguous reference is allowed\n";
+    let o = scan(
+        &[
+            "--format",
+            "json",
+            "tests/fixtures/scan/tree/k8s/cronjob.yaml",
+        ],
+        &[],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(err(&o), NOTE);
+    assert_eq!(
+        records(&o)[0]["decision"],
+        "allow",
+        "stdout is still JSON lines"
+    );
+    let o = scan(
+        &["tests/fixtures/scan/tree/k8s/cronjob.yaml"],
+        &[("IMAGEGATE_POLICY", POLICY)],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), "", "a policy from the environment is a policy");
+
+    let check = |args: &[&str], vars: &[(&str, &str)]| {
+        crate::imagegate_with(args, b"", |cmd| {
+            cmd.env_remove("IMAGEGATE_POLICY")
+                .envs(vars.iter().copied());
+        })
+    };
+    let o = check(&["check", "someuser/custom-image:1"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(err(&o), NOTE);
+    assert!(out(&o).starts_with("ALLOW"), "{}", out(&o));
+    let o = check(&["check", "--output", "json", "nginx"], &[]);
+    assert_eq!(err(&o), NOTE);
+    let record: Value = serde_json::from_str(out(&o).trim()).unwrap();
+    assert_eq!(record["decision"], "allow");
+    let o = check(
+        &["check", "someuser/custom-image:1"],
+        &[("IMAGEGATE_POLICY", "examples/policy.yaml")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err(&o), "");
 }

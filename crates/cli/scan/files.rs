@@ -1,13 +1,16 @@
 //! Which files `imagegate scan` reads, what kind each is, and the image sites
-//! in them (through `imagegate_scan`). Walks directories in parallel with the
-//! `ignore` crate (`.gitignore`, `.ignore`; symbolic links followed, loops
-//! reported); decides nothing.
+//! in them (through `imagegate_scan`). In a Git checkout a directory's files
+//! are Git's (`git ls-files`); elsewhere it is walked with the `ignore` crate
+//! (`.gitignore`, `.ignore`). Files are read in parallel, symbolic links
+//! followed, loops reported; decides nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use imagegate_scan::{Value, compose, dockerfile, manifest, yaml};
+
+use super::hint::{self, Unchecked, Vars};
 
 /// Files larger than this are reported, not read.
 const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -52,6 +55,9 @@ pub struct Site {
     pub at: String,
     /// The Kubernetes object's namespace, for exemptions.
     pub namespace: Option<String>,
+    /// What to do about a variable without a value or a file that does not
+    /// parse (the policy's refusals get theirs from the decision).
+    pub hint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -135,12 +141,21 @@ pub fn scan_stdin(text: &str, options: &Options) -> Result<Scanned, String> {
                 .to_owned(),
         );
     }
-    if let Ok(docs) = yaml::documents(text)
-        && !docs
-            .iter()
-            .any(|d| compose::is_compose(d) || manifest::manifest_images(d).objects > 0)
-    {
-        return Err("standard input holds no Kubernetes object and no Compose file".to_owned());
+    let none = "standard input holds no Kubernetes object and no Compose file";
+    match yaml::documents(text) {
+        Ok(docs)
+            if !docs
+                .iter()
+                .any(|d| compose::is_compose(d) || manifest::manifest_images(d).objects > 0) =>
+        {
+            return Err(none.to_owned());
+        }
+        // Broken YAML is a finding when it looks like what it should be;
+        // otherwise there is nothing to scan.
+        Err(e) if !looks_like_compose(text) && !looks_like_kubernetes(text) => {
+            return Err(format!("{none} (and is not YAML: {e})"));
+        }
+        _ => {}
     }
     let mut sites = Vec::new();
     yaml_sites(
@@ -195,7 +210,7 @@ fn scan_kind(
     let dir = path.parent().unwrap_or(Path::new("."));
     match kind {
         Kind::Dockerfile => {
-            dockerfile_sites(&text, shown, &options.build_args, &mut sites);
+            dockerfile_sites(&text, shown, &options.build_args, None, &mut sites);
         }
         Kind::Compose | Kind::Yaml => {
             yaml_sites(&text, shown, kind, dir, root, options, &mut sites, sniff);
@@ -208,11 +223,11 @@ fn unreadable(shown: &str, source: Source, detail: &str) -> Scanned {
     Scanned {
         sites: vec![parse_error(
             shown,
-            0,
-            0,
+            (0, 0),
             source,
             source.parsed_as(),
             detail.to_owned(),
+            &Unchecked::File,
         )],
         bytes: 0,
     }
@@ -220,11 +235,11 @@ fn unreadable(shown: &str, source: Source, detail: &str) -> Scanned {
 
 fn parse_error(
     file: &str,
-    line: usize,
-    column: usize,
+    (line, column): (usize, usize),
     source: Source,
     what: &'static str,
     detail: String,
+    unchecked: &Unchecked,
 ) -> Site {
     Site {
         file: file.to_owned(),
@@ -234,20 +249,39 @@ fn parse_error(
         at: String::new(),
         what: What::ParseError { what, detail },
         namespace: None,
+        hint: Some(hint::parse_error(unchecked)),
     }
 }
 
+/// The images of a Dockerfile; `service` names the Compose service that
+/// builds it, when one does (its `build.args` are then in `build_args`).
 fn dockerfile_sites(
     text: &str,
     shown: &str,
     build_args: &[(String, String)],
+    service: Option<&str>,
     sites: &mut Vec<Site>,
 ) {
+    let mut declared = None;
     for f in dockerfile::images(text, build_args) {
         let at = match f.site {
             dockerfile::Site::From => "FROM",
             dockerfile::Site::CopyFrom => "COPY --from",
             dockerfile::Site::MountFrom => "RUN --mount from",
+        };
+        let hint = match &f.value {
+            Value::Image(_) => None,
+            Value::Unresolved(names) => {
+                let declared: &[String] =
+                    declared.get_or_insert_with(|| dockerfile::global_args(text));
+                Some(hint::unresolved(
+                    names,
+                    &match service {
+                        Some(service) => Vars::ComposeBuild { declared, service },
+                        None => Vars::Dockerfile { declared },
+                    },
+                ))
+            }
         };
         sites.push(Site {
             file: shown.to_owned(),
@@ -257,6 +291,7 @@ fn dockerfile_sites(
             at: at.to_owned(),
             what: what_of(f.raw, f.value),
             namespace: None,
+            hint,
         });
     }
 }
@@ -285,16 +320,34 @@ fn yaml_sites(
     let docs = match yaml::documents(text) {
         Ok(docs) => docs,
         Err(e) => {
-            let source = if kind == Kind::Compose || looks_like_compose(text) {
-                Source::Compose
+            if kind == Kind::Compose || looks_like_compose(text) {
+                sites.push(parse_error(
+                    shown,
+                    (e.line, e.column),
+                    Source::Compose,
+                    "YAML",
+                    e.message,
+                    &Unchecked::ComposeYaml,
+                ));
             } else if looks_like_kubernetes(text) {
-                Source::Kubernetes
-            } else {
-                return;
-            };
-            sites.push(parse_error(
-                shown, e.line, e.column, source, "YAML", e.message,
-            ));
+                // A stream of Kubernetes objects (rendered Helm output): each
+                // document on its own, so one broken template hides no other.
+                let parts = yaml::each_document(text);
+                let others = parts.len() > 1;
+                for part in parts {
+                    match part {
+                        Ok(doc) => manifest_sites(&doc, shown, sites),
+                        Err(e) => sites.push(parse_error(
+                            shown,
+                            (e.line, e.column),
+                            Source::Kubernetes,
+                            "YAML",
+                            e.message,
+                            &Unchecked::Document { others },
+                        )),
+                    }
+                }
+            }
             return;
         }
     };
@@ -306,33 +359,39 @@ fn yaml_sites(
         return;
     }
     for doc in &docs {
-        let found = manifest::manifest_images(doc);
-        for image in found.images {
-            sites.push(Site {
-                file: shown.to_owned(),
-                line: image.line,
-                column: image.column,
-                source: Source::Kubernetes,
-                at: format!("{} {}", image.object, image.path),
-                what: What::Image {
-                    raw: image.image.clone(),
-                    image: image.image,
-                },
-                namespace: image.namespace,
-            });
-        }
-        for p in found.problems {
-            let mut site = parse_error(
-                shown,
-                p.line,
-                p.column,
-                Source::Kubernetes,
-                "Kubernetes object",
-                format!("{}: {}", p.object, p.error),
-            );
-            site.at = format!("{} {}", p.object, p.error.path);
-            sites.push(site);
-        }
+        manifest_sites(doc, shown, sites);
+    }
+}
+
+/// The images of one document holding Kubernetes objects (or none).
+fn manifest_sites(doc: &yaml::Node, shown: &str, sites: &mut Vec<Site>) {
+    let found = manifest::manifest_images(doc);
+    for image in found.images {
+        sites.push(Site {
+            file: shown.to_owned(),
+            line: image.line,
+            column: image.column,
+            source: Source::Kubernetes,
+            at: format!("{} {}", image.object, image.path),
+            what: What::Image {
+                raw: image.image.clone(),
+                image: image.image,
+            },
+            namespace: image.namespace,
+            hint: None,
+        });
+    }
+    for p in found.problems {
+        let mut site = parse_error(
+            shown,
+            (p.line, p.column),
+            Source::Kubernetes,
+            "Kubernetes object",
+            format!("{}: {}", p.object, p.error),
+            &Unchecked::Object,
+        );
+        site.at = format!("{} {}", p.object, p.error.path);
+        sites.push(site);
     }
 }
 
@@ -376,18 +435,26 @@ fn compose_sites(
         Err(e) => {
             let mut site = parse_error(
                 shown,
-                e.line,
-                e.column,
+                (e.line, e.column),
                 Source::Compose,
                 "Compose file",
                 e.to_string(),
+                &Unchecked::ComposeShape,
             );
             site.at = e.path;
             sites.push(site);
             return;
         }
     };
+    let vars = Vars::Compose {
+        env_file: options.env_file.is_some(),
+        stdin: shown == "-",
+    };
     for image in found.images {
+        let hint = match &image.value {
+            Value::Image(_) => None,
+            Value::Unresolved(names) => Some(hint::unresolved(names, &vars)),
+        };
         sites.push(Site {
             file: shown.to_owned(),
             line: image.line,
@@ -396,10 +463,11 @@ fn compose_sites(
             at: format!("services.{}.image", image.service),
             what: what_of(image.raw, image.value),
             namespace: None,
+            hint,
         });
     }
     for build in found.builds {
-        build_sites(&build, shown, dir, root, options, sites);
+        build_sites(&build, shown, dir, root, options, &vars, sites);
     }
 }
 
@@ -411,6 +479,7 @@ fn build_sites(
     dir: &Path,
     root: &Path,
     options: &Options,
+    vars: &Vars,
     sites: &mut Vec<Site>,
 ) {
     let at = format!("services.{}.build", build.service);
@@ -418,7 +487,7 @@ fn build_sites(
     args.extend(build.args.iter().cloned());
     if let Some((text, line, column)) = &build.inline {
         let mut inline = Vec::new();
-        dockerfile_sites(text, shown, &args, &mut inline);
+        dockerfile_sites(text, shown, &args, Some(&build.service), &mut inline);
         for mut site in inline {
             // A block scalar's location is that of its first line of text.
             site.line += line.saturating_sub(1);
@@ -432,7 +501,7 @@ fn build_sites(
     let (Some(context), dockerfile) = (&build.context, &build.dockerfile) else {
         return;
     };
-    let site_at = |what: What| Site {
+    let site_at = |what: What, hint: String| Site {
         file: shown.to_owned(),
         line: build.line,
         column: build.column,
@@ -440,14 +509,18 @@ fn build_sites(
         at: at.clone(),
         what,
         namespace: None,
+        hint: Some(hint),
     };
     let (context, dockerfile) = match (context, dockerfile) {
         (Value::Image(c), Value::Image(d)) => (c, d),
         (Value::Unresolved(names), _) | (_, Value::Unresolved(names)) => {
-            sites.push(site_at(What::Unresolved {
-                raw: at.clone(),
-                names: names.clone(),
-            }));
+            sites.push(site_at(
+                What::Unresolved {
+                    raw: at.clone(),
+                    names: names.clone(),
+                },
+                hint::unresolved(names, vars),
+            ));
             return;
         }
     };
@@ -455,18 +528,29 @@ fn build_sites(
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            sites.push(site_at(What::ParseError {
-                what: "Compose file",
-                detail: format!(
-                    "{at}: the Dockerfile {} cannot be read: {e}",
-                    path.display()
-                ),
-            }));
+            sites.push(site_at(
+                What::ParseError {
+                    what: "Compose file",
+                    detail: format!(
+                        "{at}: the Dockerfile {} cannot be read: {e}",
+                        path.display()
+                    ),
+                },
+                hint::parse_error(&Unchecked::Build {
+                    service: &build.service,
+                }),
+            ));
             return;
         }
     };
     let mut built = Vec::new();
-    dockerfile_sites(&text, &display(&path, root), &args, &mut built);
+    dockerfile_sites(
+        &text,
+        &display(&path, root),
+        &args,
+        Some(&build.service),
+        &mut built,
+    );
     for mut site in built {
         // The same Dockerfile may be scanned on its own too, with other args.
         site.at = format!("{}, built by {shown} {at}", site.at);
@@ -501,10 +585,195 @@ pub enum Event {
     Warning(WalkWarning),
 }
 
-/// Walks `root` in parallel, sending what each file gave.
+/// Walks `root`, sending what each file gave. In a Git checkout the files
+/// are Git's (tracked, whatever an ignore rule says, and untracked but not
+/// ignored); elsewhere a parallel walk honouring `.gitignore` and `.ignore`.
 /// Paths are shown relative to `shown_from` (the root itself, or `.` when
-/// several roots are scanned, so their files stay apart).
-pub fn walk(root: &Path, shown_from: &Path, options: &Options, events: mpsc::Sender<Event>) {
+/// several roots are scanned, so their files stay apart). `Err` when the
+/// checkout's files cannot be listed: a guess would skip what Git tracks.
+pub fn walk(
+    root: &Path,
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+) -> Result<(), String> {
+    walk_tree(root, shown_from, options, events, &mut Vec::new())
+}
+
+/// [`walk`], remembering the directories (canonical) already walked, so a
+/// symbolic link to one of them is not walked again.
+fn walk_tree(
+    root: &Path,
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+    walked: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    if let Ok(canonical) = root.canonicalize() {
+        walked.push(canonical);
+    }
+    let Some(listed) = git_files(root)? else {
+        walk_ignoring(root, shown_from, options, events);
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for path in listed {
+        // A path Git lists that is gone from the working tree (deleted, or a
+        // dangling link) holds nothing to scan.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => dirs.push(path),
+            Ok(m) if m.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+    scan_in_parallel(&files, shown_from, options, events);
+    // Submodules and nested repositories (their own checkouts), and
+    // symbolic links to directories.
+    for dir in dirs {
+        let linked = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+        if linked && let Ok(target) = dir.canonicalize() {
+            let loops = dir
+                .parent()
+                .and_then(|p| p.canonicalize().ok())
+                .is_some_and(|p| p.starts_with(&target));
+            if loops {
+                let _ = events.send(Event::Warning(WalkWarning(format!(
+                    "{}: symbolic link loop to {}: not followed",
+                    display(&dir, shown_from),
+                    target.display()
+                ))));
+                continue;
+            }
+            if walked.iter().any(|w| target.starts_with(w)) {
+                // Its files are scanned where they are.
+                continue;
+            }
+        }
+        walk_tree(&dir, shown_from, options, events, walked)?;
+    }
+    Ok(())
+}
+
+/// The files under `dir` as Git lists them, when `dir` is in a Git
+/// checkout: `git ls-files --cached --others --exclude-standard` (without
+/// `--exclude-standard` when Git ignores `dir` itself). `Ok(None)` outside a
+/// checkout.
+fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, String> {
+    let in_checkout = dir
+        .canonicalize()
+        .is_ok_and(|abs| abs.ancestors().any(|a| a.join(".git").exists()));
+    if !in_checkout {
+        return Ok(None);
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot scan {}: it is in a Git checkout, and git cannot be run to list the files it tracks ({e}); install git",
+                    dir.display()
+                )
+            })
+    };
+    // A directory named to be scanned that Git ignores as a whole (rendered
+    // manifests in an ignored `out/`): everything in it, ignoring nothing.
+    let ignored = git(&["check-ignore", "-q", "."])?.status.code() == Some(0);
+    let mut list = vec!["ls-files", "-z", "--cached", "--others"];
+    if !ignored {
+        list.push("--exclude-standard");
+    }
+    let output = git(&list)?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        let said = said
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(format!(
+            "cannot scan {}: git ls-files could not list the files of its Git checkout: {said}",
+            dir.display()
+        ));
+    }
+    let mut paths: Vec<PathBuf> = output
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| dir.join(path_of(p)))
+        .collect();
+    // A path in conflict is listed once per stage.
+    paths.sort();
+    paths.dedup();
+    Ok(Some(paths))
+}
+
+#[cfg(unix)]
+fn path_of(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // `ls-files` ends a directory (a nested repository) with `/`.
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn path_of(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Scans `files` on as many threads as there are cores.
+fn scan_in_parallel(
+    files: &[PathBuf],
+    shown_from: &Path,
+    options: &Options,
+    events: &mpsc::Sender<Event>,
+) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(files.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (next, events) = (&next, events.clone());
+            scope.spawn(move || {
+                while let Some(path) =
+                    files.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    visit(path, shown_from, options, &events);
+                }
+            });
+        }
+    });
+}
+
+/// Scans one file the walk found, if it is of a kind that names images.
+fn visit(path: &Path, shown_from: &Path, options: &Options, events: &mpsc::Sender<Event>) {
+    let Some(kind) = kind_of(path) else {
+        return;
+    };
+    if is_helm_template(path) {
+        let _ = events.send(Event::HelmTemplate);
+        return;
+    }
+    if let Some(scanned) = scan_kind(
+        path,
+        &display(path, shown_from),
+        kind,
+        options,
+        shown_from,
+        false,
+    ) {
+        let _ = events.send(Event::Scanned(scanned));
+    }
+}
+
+/// Walks `root` in parallel outside a Git checkout, honouring `.gitignore`
+/// and `.ignore` files; symbolic links followed, loops reported.
+fn walk_ignoring(root: &Path, shown_from: &Path, options: &Options, events: &mpsc::Sender<Event>) {
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .follow_links(true)
@@ -515,33 +784,14 @@ pub fn walk(root: &Path, shown_from: &Path, options: &Options, events: mpsc::Sen
     walker.run(|| {
         let events = events.clone();
         Box::new(move |entry| {
-            let entry = match entry {
-                Ok(e) => e,
+            match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                    visit(e.path(), shown_from, options, &events);
+                }
+                Ok(_) => {}
                 Err(e) => {
                     let _ = events.send(Event::Warning(WalkWarning(e.to_string())));
-                    return ignore::WalkState::Continue;
                 }
-            };
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                return ignore::WalkState::Continue;
-            }
-            let path = entry.path();
-            let Some(kind) = kind_of(path) else {
-                return ignore::WalkState::Continue;
-            };
-            if is_helm_template(path) {
-                let _ = events.send(Event::HelmTemplate);
-                return ignore::WalkState::Continue;
-            }
-            if let Some(scanned) = scan_kind(
-                path,
-                &display(path, shown_from),
-                kind,
-                options,
-                shown_from,
-                false,
-            ) {
-                let _ = events.send(Event::Scanned(scanned));
             }
             ignore::WalkState::Continue
         })

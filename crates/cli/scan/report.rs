@@ -4,13 +4,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use imagegate_core::Mode;
 use imagegate_core::Reason;
 use imagegate_core::decision::{Decision, Verdict, message};
+use imagegate_core::{Mode, Policy};
 use serde::Serialize;
 use serde_json::json;
 
 use super::files::What;
+use super::hint;
 use super::{Finding, Totals};
 use crate::check::Decided;
 use crate::style;
@@ -43,8 +44,14 @@ fn raw(what: &What) -> Option<&str> {
 }
 
 /// Grouped by file, files with refusals first; in each file the refused
-/// findings first, each with its message and a hint; then a summary.
-pub fn text(out: &mut dyn Write, findings: &[Finding], totals: &Totals) -> std::io::Result<()> {
+/// findings first, each with its message and a hint (for the reason, the
+/// kind of file and `policy`); then a summary.
+pub fn text(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    totals: &Totals,
+    policy: &Policy,
+) -> std::io::Result<()> {
     let mut files: Vec<(&str, Vec<&Finding>)> = Vec::new();
     for f in findings {
         match files.last_mut() {
@@ -84,7 +91,8 @@ pub fn text(out: &mut dyn Write, findings: &[Finding], totals: &Totals) -> std::
                 write!(out, " {dim}({}){dim:#}", f.site.at)?;
             }
             writeln!(out)?;
-            if let Some(hint) = d.reason.hint().filter(|_| would_deny) {
+            let hint = || f.site.hint.clone().or_else(|| hint::decision(policy, d));
+            if let Some(hint) = would_deny.then(hint).flatten() {
                 writeln!(out, "  {:<8} {dim}hint: {hint}{dim:#}", "")?;
             }
         }

@@ -148,8 +148,10 @@ impl Reason {
         }
     }
 
-    /// What a refusal for this reason asks of a person, in one line; `None`
-    /// for reasons that do not refuse. Advice, not a contract.
+    /// What a refusal for this reason asks of a person, in one line, true
+    /// whatever the policy and wherever the image was named (`imagegate
+    /// scan`'s text hints are more precise: they know the policy and the
+    /// file); `None` for reasons that do not refuse. Advice, not a contract.
     pub fn hint(self) -> Option<&'static str> {
         Some(match self {
             Reason::Allowed | Reason::Exempt | Reason::BreakGlass | Reason::OwnerBypass => {
@@ -165,7 +167,7 @@ impl Reason {
                 "use an image from an allowed registry, or ask an owner to add this one to spec.registryAccess"
             }
             Reason::CategoryNotAllowed => {
-                "use a Docker Official or Verified Publisher image or one of your organisation's, or ask an owner to allow the category in spec.imageAccess"
+                "use an image of a category the policy allows (spec.imageAccess.allow) or one of your organisation's, or ask an owner to allow this category"
             }
             Reason::RuleDenied => {
                 "a rule of the policy refuses this image: choose another, or ask an owner for an exception"
@@ -181,9 +183,11 @@ impl Reason {
             }
             Reason::NotAMember => "ask an owner to add you to an organisation",
             Reason::Unresolved => {
-                "give the variable a value (--build-arg NAME=value, an ARG default, the environment or .env) so the image can be checked"
+                "give the variable a value so the image can be checked: a Dockerfile ARG declared before the first FROM with --build-arg or a default, a Compose variable in the environment, .env or --env-file"
             }
-            Reason::ParseError => "fix the file at this line and column: nothing in it was checked",
+            Reason::ParseError => {
+                "fix the file at this line and column: the images it names there were not checked"
+            }
         })
     }
 

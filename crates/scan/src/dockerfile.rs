@@ -160,6 +160,33 @@ pub fn images(text: &str, build_args: &[(String, String)]) -> Vec<Finding> {
     found
 }
 
+/// The names of the `ARG`s declared before the first `FROM`: the only ones
+/// `FROM` (and `--from`) can use, whether or not they have a value.
+///
+/// ```
+/// use imagegate_scan::dockerfile::global_args;
+/// assert_eq!(global_args("ARG A=1 B\nFROM x\nARG C\n"), ["A", "B"]);
+/// ```
+pub fn global_args(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut names = Vec::new();
+    for l in logical_lines(&lines, escape_directive(&lines)) {
+        let words = split_words(&l.chars);
+        let Some((keyword, rest)) = words.split_first() else {
+            continue;
+        };
+        match keyword.text().to_ascii_uppercase().as_str() {
+            "FROM" => break,
+            "ARG" => names.extend(rest.iter().map(|w| match w.text().split_once('=') {
+                Some((name, _)) => name.to_owned(),
+                None => w.text(),
+            })),
+            _ => {}
+        }
+    }
+    names
+}
+
 /// A `--from` value naming an image (not a stage name or index), as a finding.
 fn external(
     value: &str,

@@ -107,6 +107,123 @@ pub fn documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     }
 }
 
+/// Every document of a YAML stream, each read on its own, in stream order: a
+/// document that does not parse is an `Err` at its own line and column, and
+/// the documents around it are still read (a rendered Helm chart with one
+/// broken template still has every other object checked). Empty documents
+/// are skipped.
+///
+/// Documents are told apart by their marker lines: `---` and `...` at the
+/// start of a line, which YAML never lets a scalar hold. When the whole
+/// stream parses this is [`documents`]; when it does not, and yet no part on
+/// its own fails, the stream's own error is returned too, so a syntax error
+/// is never lost.
+///
+/// ```
+/// use imagegate_scan::yaml::each_document;
+/// let docs = each_document("image: a\n---\nx: [\n---\nimage: c\n");
+/// assert_eq!(docs.len(), 3);
+/// assert_eq!(docs[0].as_ref().unwrap().get("image").unwrap().as_str(), Some("a"));
+/// assert_eq!(docs[1].as_ref().unwrap_err().line, 3);
+/// let c = docs[2].as_ref().unwrap().get("image").unwrap();
+/// assert_eq!((c.as_str(), c.line, c.column), (Some("c"), 5, 8));
+/// ```
+pub fn each_document(text: &str) -> Vec<Result<Node, SyntaxError>> {
+    let whole = match documents(text) {
+        Ok(docs) => return docs.into_iter().map(Ok).collect(),
+        Err(e) => e,
+    };
+    let mut out = Vec::new();
+    for (first_line, part) in split_documents(text) {
+        let before = first_line.saturating_sub(1);
+        match documents(part) {
+            Ok(docs) => out.extend(docs.into_iter().map(|mut doc| {
+                shift_lines(&mut doc, before);
+                Ok(doc)
+            })),
+            Err(mut e) => {
+                if e.line > 0 {
+                    e.line += before;
+                }
+                out.push(Err(e));
+            }
+        }
+    }
+    if !out.iter().any(Result::is_err) {
+        out.push(Err(whole));
+    }
+    out
+}
+
+/// The documents of a stream as text, each with its 1-based first line. A
+/// part begins at a `---` line (its directives and comments before it
+/// included) or after a `...` line.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let marker = |line: &str, m: &str| {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+    };
+    let mut parts = Vec::new();
+    let (mut start, mut start_line) = (0usize, 1usize);
+    let mut started = false;
+    let mut ended = false;
+    let mut offset = 0usize;
+    for (i, line) in lines(text).enumerate() {
+        let number = i + 1;
+        if ended {
+            parts.push((start_line, text.get(start..offset).unwrap_or_default()));
+            (start, start_line, started, ended) = (offset, number, false, false);
+        }
+        if marker(line, "---") {
+            if started {
+                parts.push((start_line, text.get(start..offset).unwrap_or_default()));
+                (start, start_line) = (offset, number);
+            }
+            started = true;
+        } else if marker(line, "...") {
+            ended = true;
+        } else {
+            let t = line.trim();
+            let prolog = t.is_empty() || t.starts_with('#') || (!started && line.starts_with('%'));
+            started |= !prolog;
+        }
+        offset += line.len();
+    }
+    parts.push((start_line, text.get(start..).unwrap_or_default()));
+    parts
+}
+
+/// The lines of a YAML text, each with its line break: YAML ends a line at
+/// `\n`, `\r\n` or a lone `\r` (YAML 1.2, 5.4).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\n', '\r']) {
+            None => rest.len(),
+            Some(at) if rest.get(at..).is_some_and(|r| r.starts_with("\r\n")) => at + 2,
+            Some(at) => at + 1,
+        };
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
+}
+
+/// Moves a node read from a part of a stream to its line in the stream.
+fn shift_lines(node: &mut Node, by: usize) {
+    if node.line > 0 {
+        node.line += by;
+    }
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| shift_lines(n, by)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(_, n)| shift_lines(n, by)),
+        _ => {}
+    }
+}
+
 fn located(spanned: Spanned<Node>) -> Node {
     let at = spanned.referenced;
     let mut node = spanned.value;
@@ -324,6 +441,94 @@ mod tests {
             docs[0].to_json(),
             serde_json::json!({"kind": "Pod", "n": [1, 2.5, true, null]})
         );
+    }
+
+    #[test]
+    fn case_a_broken_document_hides_none_of_the_others() {
+        let text = "---\n# Source: a.yaml\nkind: StatefulSet\nimage: postgres:16\n---\n# Source: b.yaml\nkind: ConfigMap\ndata:\n  a: b\n   c: d\n---\nkind: Pod\nimage: busybox\n";
+        let docs = each_document(text);
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        let first = docs[0].as_ref().unwrap().get("image").unwrap();
+        assert_eq!(
+            (first.as_str(), first.line, first.column),
+            (Some("postgres:16"), 4, 8)
+        );
+        let e = docs[1].as_ref().unwrap_err();
+        assert_eq!((e.line, e.column), (10, 5), "{e}");
+        let last = docs[2].as_ref().unwrap().get("image").unwrap();
+        assert_eq!((last.as_str(), last.line), (Some("busybox"), 13));
+    }
+
+    #[test]
+    fn case_a_stream_that_parses_is_read_as_documents_reads_it() {
+        let text = "%YAML 1.2\n---\na: 1\n...\n---\nb: |\n  ---x\n";
+        let docs: Vec<Node> = each_document(text)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(docs, documents(text).unwrap());
+    }
+
+    #[test]
+    fn case_lines_end_as_yaml_ends_them() {
+        let text = "a: [\r---\r\nb: 1\r\n---\nc: 2";
+        assert_eq!(
+            lines(text).collect::<Vec<_>>(),
+            ["a: [\r", "---\r\n", "b: 1\r\n", "---\n", "c: 2"]
+        );
+        let docs = each_document(text);
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        assert_eq!(docs[1].as_ref().unwrap().get("b").unwrap().line, 3);
+        assert_eq!(docs[2].as_ref().unwrap().get("c").unwrap().line, 5);
+    }
+
+    #[test]
+    fn case_every_document_of_a_broken_stream_points_into_the_text() {
+        // Every stream of four of these pieces: nothing panics, every value
+        // read lies on a line of the text, and a stream that does not parse
+        // always yields an error.
+        const PIECES: [&str; 9] = [
+            "---\n",
+            "...\n",
+            "a: [\n",
+            "b: 1\n",
+            "\r",
+            "%YAML 1.2\n",
+            "# c\n",
+            "  c: d\n",
+            "- x\n",
+        ];
+        fn deepest(node: &Node) -> usize {
+            let inner = match &node.value {
+                Value::Seq(items) => items.iter().map(deepest).max(),
+                Value::Map(entries) => entries.iter().map(|(_, n)| deepest(n)).max(),
+                _ => None,
+            };
+            inner.unwrap_or(0).max(node.line)
+        }
+        for n in 0..PIECES.len().pow(4) {
+            let text: String = (0..4)
+                .map(|i| PIECES[n / PIECES.len().pow(i) % PIECES.len()])
+                .collect();
+            let count = lines(&text).count().max(1);
+            let docs = each_document(&text);
+            for doc in docs.iter().flatten() {
+                assert!(deepest(doc) <= count, "{text:?}: {doc:?}");
+            }
+            if documents(&text).is_err() {
+                assert!(docs.iter().any(Result::is_err), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn case_end_markers_and_directives_start_a_new_part() {
+        let text = "a: [\n...\n%YAML 1.2\n---\nb: 2\n";
+        let docs = each_document(text);
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        assert!(docs[0].is_err());
+        let b = docs[1].as_ref().unwrap().get("b").unwrap();
+        assert_eq!(b.line, 5);
     }
 
     #[test]
