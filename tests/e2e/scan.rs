@@ -1326,7 +1326,7 @@ fn each_refusal_gets_a_hint_that_fits_its_reason_its_source_and_the_policy() {
     );
     assert_eq!(
         hint_after("nginx: pin a version tag"),
-        "spec.rules[1] (deny **:latest) refuses this image: follow its message, or ask an owner for an exception"
+        "spec.rules[1] (deny docker.io/library/*:latest) refuses this image: follow its message, or ask an owner for an exception"
     );
     assert_eq!(
         hint_after("ambiguous reference"),
