@@ -100,13 +100,12 @@ pub enum StoreError {
     #[error("{0}")]
     Unsupported(String),
     /// The database failed.
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {error}")]
     Database {
         /// The database file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The database file is no longer the one opened: removed or replaced
     /// while the server had it open, so what is written there is lost.
@@ -126,13 +125,12 @@ pub enum StoreError {
         error: std::io::Error,
     },
     /// The data directory cannot be used.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {error}")]
     Io {
         /// The directory.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -622,7 +620,7 @@ impl SqliteStore {
         }
         dir.create(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_owned(),
-            source,
+            error: source,
         })?;
         SqliteStore::open_file(&data_dir.join(DATABASE_FILE))
     }
@@ -633,7 +631,7 @@ impl SqliteStore {
     pub fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         let db = |source| StoreError::Database {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         create_private(path).map_err(|error| StoreError::File {
             path: path.to_owned(),
@@ -704,7 +702,7 @@ impl SqliteStore {
         self.waiting_long_reads.fetch_sub(1, SeqCst);
         f(&conn).map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -715,7 +713,7 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn).map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -869,7 +867,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -928,7 +926,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -1079,7 +1077,7 @@ impl Store for SqliteStore {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let db = |source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         let tx = conn.transaction().map_err(db)?;
         {
@@ -1151,7 +1149,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -1401,7 +1399,7 @@ impl Store for SqliteStore {
         })();
         settled.map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -1493,7 +1491,7 @@ impl Store for SqliteStore {
         }
         let db = |source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         let fresh = Connection::open_with_flags(
             &self.path,
