@@ -320,6 +320,8 @@ pub trait Store: Send + Sync {
     fn create_org(&self, org: &Org) -> Result<(), StoreError>;
     /// An organisation by name.
     fn org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// The names of every organisation, in order.
+    fn org_names(&self) -> Result<Vec<String>, StoreError>;
     /// Replaces an organisation's policy document.
     fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError>;
     /// Creates a user.
@@ -891,6 +893,14 @@ impl Store for SqliteStore {
                 },
             )
             .optional()
+        })
+    }
+
+    fn org_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            c.prepare("SELECT name FROM orgs ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect()
         })
     }
 
