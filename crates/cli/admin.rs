@@ -11,13 +11,12 @@ use imagegate_server::store::{self, Role, Store};
 
 use crate::EXIT_OK;
 
-/// Where the store is, and the gateway settings that go with it: shared by
-/// `serve`, `admin` and `audit`, so one set of flags (or `IMAGEGATE_*`
-/// variables) works for all three. `admin` and `audit` use only the store.
+/// Where the store is: shared by `serve`, `admin` and `audit`, so one
+/// `--data-dir` (or `IMAGEGATE_DATA_DIR`) works for all three.
 #[derive(clap::Args, Clone, Default)]
 pub struct StoreArgs {
-    /// Data directory of the embedded store and the signing key (created if
-    /// missing) [default: imagegate-data].
+    /// Data directory of the embedded store and the signing key
+    /// [default: imagegate-data].
     #[arg(long, value_name = "DIR", env = "IMAGEGATE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Database URL (sqlite:PATH); overrides --data-dir for the store.
@@ -28,23 +27,6 @@ pub struct StoreArgs {
         global = true
     )]
     pub database_url: Option<String>,
-    /// The gateway's public URL (`https://gateway.corp.example`); the token realm is `URL/token`.
-    #[arg(long, value_name = "URL", env = "IMAGEGATE_PUBLIC_URL", global = true)]
-    pub public_url: Option<String>,
-    /// An upstream registry of the gateway, HOST=URL (repeatable; docker.io is Docker Hub unless given).
-    #[arg(long, value_name = "HOST=URL", global = true)]
-    pub upstream: Vec<String>,
-    /// Credentials for an upstream, HOST=USER:PASSWORD_FILE (repeatable).
-    #[arg(long, value_name = "HOST=USER:PASSWORD_FILE", global = true)]
-    pub upstream_credentials: Vec<String>,
-    /// Allow anonymous pulls under this organisation's policy (sign-in is required otherwise).
-    #[arg(
-        long,
-        value_name = "ORG",
-        env = "IMAGEGATE_ALLOW_ANONYMOUS",
-        global = true
-    )]
-    pub allow_anonymous: Option<String>,
 }
 
 impl StoreArgs {
@@ -55,8 +37,49 @@ impl StoreArgs {
             .unwrap_or_else(|| PathBuf::from(imagegate_server::config::DEFAULT_DATA_DIR))
     }
 
-    /// Opens the store.
-    pub fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+    /// The SQLite file the store is (or would be) in; `None` for a URL that
+    /// names no file, which [`store::open`] refuses in its own words.
+    fn database_file(&self) -> Option<PathBuf> {
+        match &self.database_url {
+            None => Some(self.data_dir().join(store::DATABASE_FILE)),
+            Some(url) => url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .map(PathBuf::from),
+        }
+    }
+
+    /// Opens the store that is there, and refuses to create one: a command
+    /// that reads or changes records must not answer from an empty store at
+    /// a mistyped path (or a forgotten `--data-dir`).
+    pub fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+        if let Some(file) = self.database_file()
+            && !file.exists()
+        {
+            anyhow::bail!(
+                "no store at {}: give the --data-dir (or --database-url) that imagegate serve uses",
+                file.display()
+            );
+        }
+        self.open()
+    }
+
+    /// Opens the store, creating it if there is none yet, and then says on
+    /// stderr where it was created.
+    pub fn open_or_create(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let created = self.database_file().filter(|file| !file.exists());
+        let store = self.open()?;
+        if let Some(file) = created {
+            let shown = std::path::absolute(&file).unwrap_or(file);
+            crate::style::note(&format!(
+                "created a new store at {}: give imagegate serve the same --data-dir",
+                shown.display()
+            ));
+        }
+        Ok(store)
+    }
+
+    fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(Arc::new(store::open(
             &self.data_dir(),
             self.database_url.as_deref(),
@@ -182,7 +205,18 @@ enum TokenCommand {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let id = Identity::new(args.store.open()?);
+    // Only creating an organisation or a user may start a store; everything
+    // else needs the records of one that exists.
+    let creates = matches!(
+        args.command,
+        Command::Org(OrgCommand::Create { .. }) | Command::User(UserCommand::Create { .. })
+    );
+    let store = if creates {
+        args.store.open_or_create()?
+    } else {
+        args.store.open_existing()?
+    };
+    let id = Identity::new(store);
     let mut out = std::io::stdout().lock();
     match args.command {
         Command::Org(OrgCommand::Create { name, namespaces }) => {

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::bail;
 use imagegate_core::pattern::ImagePattern;
-use imagegate_server::audit::{Record as Row, parse_time, rfc3339};
+use imagegate_server::audit::{DOORS, Record as Row, parse_time, rfc3339};
 use imagegate_server::store::AuditFilter;
 
 use crate::EXIT_OK;
@@ -78,20 +78,27 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.limit == Some(0) {
         bail!("--limit 0: give at least 1");
     }
-    if args.store.database_url.is_none() {
-        let db = args
-            .store
-            .data_dir()
-            .join(imagegate_server::store::DATABASE_FILE);
-        if !db.exists() {
-            // Reading must not create an empty store at a mistyped path.
-            bail!(
-                "no store at {}: give the --data-dir (or --database-url) that imagegate serve uses",
-                db.display()
-            );
-        }
+    if let Some(door) = &args.door
+        && !DOORS.contains(&door.as_str())
+    {
+        bail!(
+            "--door {door:?} is not a door; the doors are {}",
+            DOORS.join(", ")
+        );
     }
-    let store = args.store.open()?;
+    let store = args.store.open_existing()?;
+    if let Some(org) = &args.org
+        && store.org(org)?.is_none()
+    {
+        let names = store.org_names()?;
+        if names.is_empty() {
+            bail!("--org {org:?}: no organisation named {org:?}; the store has no organisations");
+        }
+        bail!(
+            "--org {org:?}: no organisation named {org:?}; the organisations are {}",
+            names.join(", ")
+        );
+    }
     let filter = AuditFilter {
         since_ms,
         until_ms,
@@ -118,7 +125,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             out.flush()?;
         }
         Format::Csv => {
-            imagegate_server::audit::write_csv(&events, stdout.lock())?;
+            // csv::Error hides the io::Error it carries, so the writer keeps it.
+            let mut out = KeepError {
+                inner: stdout.lock(),
+                error: None,
+            };
+            if let Err(e) = imagegate_server::audit::write_csv(&events, &mut out) {
+                return Err(match out.error {
+                    Some(io) => io.into(),
+                    None => e.into(),
+                });
+            }
         }
         Format::Text => {
             let mut out = anstream::stdout().lock();
@@ -147,4 +164,32 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// A writer that keeps the last `io::Error` its inner writer gave.
+struct KeepError<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> KeepError<W> {
+    fn keep<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        result.map_err(|e| {
+            let again = std::io::Error::new(e.kind(), e.to_string());
+            self.error = Some(e);
+            again
+        })
+    }
+}
+
+impl<W: Write> Write for KeepError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.keep(result)
+    }
 }

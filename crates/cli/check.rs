@@ -15,9 +15,9 @@ pub struct Args {
     /// Policy file (YAML or JSON). Without one, every valid, unambiguous reference is allowed.
     #[arg(long, value_name = "FILE", env = "IMAGEGATE_POLICY")]
     policy: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    /// Output format: text for people, JSON lines for scripts.
+    #[arg(long, visible_alias = "output", value_enum, default_value_t = Format::Text)]
+    format: Format,
     /// Show the chain of checks that led to each decision (text output).
     #[arg(long)]
     explain: bool,
@@ -38,12 +38,12 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Output {
+enum Format {
     Text,
     Json,
 }
 
-/// One line of `--output json`: exactly these fields, in this order.
+/// One line of `--format json`: exactly these fields, in this order.
 #[derive(Serialize)]
 pub struct CheckRecord<'a> {
     pub image: &'a str,
@@ -138,12 +138,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         any_denied |= !decision.is_allowed();
         decided += 1;
-        match args.output {
-            Output::Json => {
+        match args.format {
+            Format::Json => {
                 serde_json::to_writer(&mut *out, &CheckRecord::new(&image, &decision))?;
                 writeln!(out)?;
             }
-            Output::Text => {
+            Format::Text => {
                 write_text(out, &image, &decision, &steps)?;
                 if let Some(link) = ask_link(args.request_access.as_deref(), &decision) {
                     writeln!(out, "      ask for access: {link}")?;

@@ -20,6 +20,11 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_DENIED: u8 = 1;
 /// Bad usage, or a policy file that cannot be read or loaded.
 pub const EXIT_USAGE: u8 = 2;
+/// Standard output was closed before everything was written (`imagegate
+/// scan . | head`): the status a shell shows for a command SIGPIPE ended
+/// (128 + 13), never 0, so a cut-off report does not pass for a clean one
+/// under `set -o pipefail`.
+pub const EXIT_BROKEN_PIPE: u8 = 141;
 
 /// One image policy, enforced at every door a container image comes through.
 #[derive(Parser)]
@@ -61,9 +66,26 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`| head`): nothing to say, and nobody to say it to.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
             style::error(&format!("{err:#}"));
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Whether writing failed because the other end of a pipe was closed.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            // serde_json keeps the io::Error out of the source chain.
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(BrokenPipe)
+    })
 }

@@ -1,6 +1,7 @@
 //! `imagegate serve`: the registry gateway and the admission doors over
 //! HTTP(S) until SIGTERM.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -66,6 +67,18 @@ pub struct Args {
     audit_required: bool,
     #[command(flatten)]
     store: crate::admin::StoreArgs,
+    /// The gateway's public URL (`https://gateway.corp.example`); the token realm is `URL/token`.
+    #[arg(long, value_name = "URL", env = "IMAGEGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// An upstream registry of the gateway, HOST=URL (repeatable; docker.io is Docker Hub unless given).
+    #[arg(long, value_name = "HOST=URL")]
+    upstream: Vec<String>,
+    /// Credentials for an upstream, HOST=USER:PASSWORD_FILE (repeatable).
+    #[arg(long, value_name = "HOST=USER:PASSWORD_FILE")]
+    upstream_credentials: Vec<String>,
+    /// Allow anonymous pulls under this organisation's policy (sign-in is required otherwise).
+    #[arg(long, value_name = "ORG", env = "IMAGEGATE_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -94,10 +107,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         shutdown_grace_seconds: args.shutdown_grace_seconds,
         data_dir: args.store.data_dir,
         database_url: args.store.database_url,
-        public_url: args.store.public_url,
-        upstreams: args.store.upstream,
-        upstream_credentials: args.store.upstream_credentials,
-        allow_anonymous: args.store.allow_anonymous,
+        public_url: args.public_url,
+        upstreams: args.upstream,
+        upstream_credentials: args.upstream_credentials,
+        allow_anonymous: args.allow_anonymous,
         default_org: args.default_org,
         policy_org: args.policy_org,
         audit_required: args.audit_required.then_some(true),
@@ -116,8 +129,13 @@ fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("IMAGEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: never escape codes in a file
+    // or a log collector, and never with NO_COLOR set.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stdout);
     let _ = match format {
         LogFormat::Json => builder

@@ -41,3 +41,9 @@ pub fn warning(message: &str) {
     let mut err = anstream::stderr();
     let _ = writeln!(err, "{WARN}warning{WARN:#}: {message}");
 }
+
+/// Prints `note: <message>` on stderr.
+pub fn note(message: &str) {
+    let mut err = anstream::stderr();
+    let _ = writeln!(err, "{DIM}note{DIM:#}: {message}");
+}

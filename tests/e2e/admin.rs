@@ -189,3 +189,125 @@ fn admin_refuses_bad_input_with_a_message() {
         stderr(&o)
     );
 }
+
+const NO_STORE: &str = "give the --data-dir (or --database-url) that imagegate serve uses";
+
+#[test]
+fn admin_on_a_directory_without_a_store_refuses_as_audit_does_and_creates_nothing() {
+    let dir = data_dir("no-store");
+    let db = format!("{dir}/imagegate.db");
+    let policy = "examples/policy.yaml";
+    for args in [
+        &["org", "policy", "show", "corp"][..],
+        &["org", "policy", "set", "corp", "--file", policy],
+        &["member", "add", "corp", "alice", "--role", "member"],
+        &["member", "remove", "corp", "alice"],
+        &["token", "create", "alice", "--name", "laptop"],
+        &["token", "list", "alice"],
+        &["token", "revoke", "alice", "1"],
+    ] {
+        let o = admin(&dir, args, b"");
+        assert_eq!(o.status.code(), Some(2), "admin {args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!("error: no store at {db}: {NO_STORE}\n"),
+            "admin {args:?}"
+        );
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "admin {args:?} created {dir}"
+        );
+    }
+    let o = imagegate(&["audit", "--data-dir", &dir], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), format!("error: no store at {db}: {NO_STORE}\n"));
+
+    // Creating an organisation or a user may start a store, and says where.
+    let o = admin(&dir, &["org", "create", "corp"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("created a new store at {db}")),
+        "{}",
+        stderr(&o)
+    );
+    let o = admin(&dir, &["org", "create", "labs"], b"");
+    assert_eq!(stderr(&o), "", "only a new store is announced");
+    let other = data_dir("no-store-user");
+    let o = admin(
+        &other,
+        &["user", "create", "alice"],
+        b"correct horse battery\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("created a new store at {other}/imagegate.db")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_data_directory_exported_once_serves_every_admin_command() {
+    let dir = data_dir("exported");
+    let run = |args: &[&str], stdin: &[u8]| {
+        crate::imagegate_with(args, stdin, |cmd| {
+            cmd.env("IMAGEGATE_DATA_DIR", &dir);
+        })
+    };
+    ok(&run(
+        &["admin", "org", "create", "corp", "--namespace", "corp"],
+        b"",
+    ));
+    ok(&run(
+        &[
+            "admin",
+            "org",
+            "policy",
+            "set",
+            "corp",
+            "--file",
+            "examples/policy.yaml",
+        ],
+        b"",
+    ));
+    ok(&run(
+        &["admin", "user", "create", "alice"],
+        b"correct horse battery\n",
+    ));
+    ok(&run(
+        &[
+            "admin", "member", "add", "corp", "alice", "--role", "member",
+        ],
+        b"",
+    ));
+    let token = ok(&run(
+        &["admin", "token", "create", "alice", "--name", "laptop"],
+        b"",
+    ));
+    assert!(token.starts_with("igpat_"), "{token}");
+    ok(&run(&["audit"], b""));
+}
+
+#[test]
+fn audit_refuses_an_unknown_door_or_organisation_naming_the_valid_ones() {
+    let dir = data_dir("audit-names");
+    ok(&admin(&dir, &["org", "create", "corp"], b""));
+    ok(&admin(&dir, &["org", "create", "labs"], b""));
+    let o = imagegate(&["audit", "--data-dir", &dir, "--door", "gatway"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --door \"gatway\" is not a door; the doors are gateway, admission, imagepolicy, token\n"
+    );
+    assert_eq!(stdout(&o), "");
+    let o = imagegate(&["audit", "--data-dir", &dir, "--org", "crop"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --org \"crop\": no organisation named \"crop\"; the organisations are corp, labs\n"
+    );
+    for (flag, value) in [("--door", "token"), ("--org", "corp")] {
+        let o = imagegate(&["audit", "--data-dir", &dir, flag, value], b"");
+        assert_eq!(o.status.code(), Some(0), "{flag} {value}: {}", stderr(&o));
+    }
+}

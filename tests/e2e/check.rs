@@ -490,3 +490,36 @@ fn a_refusal_an_exception_can_lift_says_where_to_ask_when_the_form_is_known() {
     );
     assert!(!stdout(&o).contains("ask for access"));
 }
+
+#[test]
+fn format_is_the_flag_of_check_as_of_scan_and_audit_and_output_still_works() {
+    let run = |flag: &str| {
+        imagegate(
+            &[
+                "check",
+                "--policy",
+                POLICY,
+                flag,
+                "json",
+                "nginx:1.25",
+                "someuser/custom-image:1",
+            ],
+            b"",
+        )
+    };
+    let format = run("--format");
+    let output = run("--output");
+    assert_eq!(format.status.code(), Some(1), "{}", stderr(&format));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(stdout(&format), stdout(&output));
+    let lines = json_lines(&stdout(&format));
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["reason"], "category_not_allowed");
+
+    let o = imagegate(&["check", "--format", "text", "nginx:1.25"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ALLOW nginx:1.25"), "{}", stdout(&o));
+    let o = imagegate(&["check", "--format", "yaml", "nginx:1.25"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--format"), "{}", stderr(&o));
+}

@@ -5,6 +5,7 @@ mod admin;
 mod api_schema;
 mod browser;
 mod check;
+mod cli;
 mod clients;
 mod console_browser;
 mod gateway_clients;

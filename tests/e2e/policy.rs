@@ -159,3 +159,23 @@ fn policy_test_without_a_policy_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("names no policy"), "{}", stderr(&o));
 }
+
+#[test]
+fn validate_reports_three_typos_in_one_run_each_with_path_line_and_column() {
+    let path = temp_file(
+        "three-typos.yaml",
+        "apiVersion: imagegate.dev/v1\nkind: ImagePolicy\nmetadata: {name: corp}\nspec:\n  mdoe: warn\n  imageAccess:\n    enabled: ture\n  rules:\n    - deny: \"**:latest\"\n      mesage: pin a version\n",
+    );
+    let o = imagegate(&["policy", "validate", path.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let p = path.display();
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {p} does not load:\n\
+             \x20 {p}:5:3: spec.mdoe: unknown field `mdoe`, expected one of mode, imageAccess, registryAccess, rules, require, exempt, breakGlass, rego\n\
+             \x20 {p}:7:14: spec.imageAccess.enabled: expected true or false, found \"ture\"\n\
+             \x20 {p}:10:7: spec.rules[0].mesage: unknown field `mesage`, expected one of allow, deny, message\n"
+        )
+    );
+}

@@ -14,6 +14,7 @@ use crate::dockerhub::{Category, Namespaces};
 use crate::pattern::{ImagePattern, NameGlob, RegistryScope, registry_key};
 use crate::reference::{Reference, validate_path_component};
 
+mod schema;
 pub mod suite;
 
 /// The `apiVersion` this imagegate reads.
@@ -472,8 +473,15 @@ impl Policy {
         if text.trim().is_empty() {
             return Err(PolicyErrors::one("", None, "policy is empty"));
         }
-        let doc = parse_document(text)?;
-        compile(doc, read)
+        match parse_document(text) {
+            Ok(doc) => compile(doc, read),
+            // serde stops at the first problem; the walk over the tree finds
+            // the others, so one run of `policy validate` lists them all.
+            Err(PolicyErrors(first)) => match first.into_iter().next() {
+                Some(first) => Err(PolicyErrors(schema::problems(text, first, read))),
+                None => Err(PolicyErrors(Vec::new())),
+            },
+        }
     }
 }
 
@@ -770,6 +778,67 @@ mod tests {
             "{}",
             e[0].message
         );
+    }
+
+    #[test]
+    fn case_every_unknown_field_wrong_type_and_bad_value_is_reported_in_one_pass() {
+        let e = errors(
+            "spec:\n  mdoe: warn\n  imageAccess:\n    enabled: sometimes\n    allow: [official, comunity]\n  rules:\n    - deny: Nginx\n      mesage: pin it\n  require: 3\n",
+        );
+        let found: Vec<(&str, u64, u64)> = e
+            .iter()
+            .map(|e| (e.path.as_str(), e.line, e.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("spec.mdoe", 6, 3),
+                ("spec.imageAccess.enabled", 8, 14),
+                ("spec.imageAccess.allow[1]", 9, 23),
+                ("spec.rules[0].deny", 11, 13),
+                ("spec.rules[0].mesage", 12, 7),
+                ("spec.require", 13, 12),
+            ],
+            "{e:?}"
+        );
+        assert!(
+            e[0].message
+                .starts_with("unknown field `mdoe`, expected one of mode,")
+        );
+        assert_eq!(e[1].message, "expected true or false, found \"sometimes\"");
+        assert!(e[2].message.starts_with("unknown category `comunity`"));
+        assert!(e[3].message.starts_with("invalid pattern \"Nginx\""));
+        assert_eq!(e[5].message, "expected a mapping, found 3");
+    }
+
+    #[test]
+    fn case_a_field_of_the_wrong_shape_is_reported_once() {
+        let e = errors("spec:\n  rules:\n    - deny: {a: b}\n    - allow: nginx\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "spec.rules[0].deny");
+        assert_eq!(e[0].message, "expected a string, found a mapping");
+        let e = Policy::load("- a\n").unwrap_err().0;
+        assert_eq!(e.len(), 1, "{e:?}");
+        let e = Policy::load("kind: ImagePolicy\nspec: {mode: warm}\n")
+            .unwrap_err()
+            .0;
+        let messages: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "missing field `apiVersion`",
+                "missing field `metadata`",
+                "unknown mode `warm`, expected one of enforce, warn, audit"
+            ]
+        );
+    }
+
+    #[test]
+    fn case_syntax_errors_and_duplicate_keys_stay_one_error() {
+        let e = errors("spec:\n  mode: warn\n  mode: audit\n  mdoe: x\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        let e = errors("spec: [\n");
+        assert_eq!(e.len(), 1, "{e:?}");
     }
 
     #[test]

@@ -211,13 +211,12 @@ pub const DEFAULT_DATA_DIR: &str = "imagegate-data";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file does not parse.
     #[error("config {path}:{line}:{column}: {field}{message}")]
@@ -248,7 +247,7 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         let mut config = FileConfig::parse(&text).map_err(|e| match e {
             ConfigError::Parse {

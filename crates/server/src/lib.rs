@@ -156,13 +156,12 @@ pub enum ServeError {
         message: String,
     },
     /// Listening or serving failed.
-    #[error("cannot serve on {addr}: {source}")]
+    #[error("cannot serve on {addr}: {error}")]
     Io {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -317,7 +316,7 @@ pub async fn serve_store(
         });
     }
     let addr = config.listen;
-    let io = |source| ServeError::Io { addr, source };
+    let io = |error| ServeError::Io { addr, error };
     let rustls = match &config.tls {
         Some(files) => {
             let rustls = tls::load(files).await?;

@@ -54,13 +54,12 @@ impl AppState {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyFileError {
     /// It cannot be read.
-    #[error("cannot read policy {path}: {source}")]
+    #[error("cannot read policy {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// It does not load; one problem per line, each `FILE:line:column: field: message`.
     #[error("policy {path} does not load:\n{report}")]
@@ -96,7 +95,7 @@ fn resolve(policy_path: &Path, name: &str) -> PathBuf {
 pub fn load_policy(path: &Path) -> Result<Policy, PolicyFileError> {
     let text = std::fs::read(path).map_err(|source| PolicyFileError::Read {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     let text = String::from_utf8(text).map_err(|e| PolicyFileError::Invalid {
         path: path.to_owned(),

@@ -100,13 +100,12 @@ pub enum StoreError {
     #[error("{0}")]
     Unsupported(String),
     /// The database failed.
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {error}")]
     Database {
         /// The database file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The database file is no longer the one opened: removed or replaced
     /// while the server had it open, so what is written there is lost.
@@ -126,13 +125,12 @@ pub enum StoreError {
         error: std::io::Error,
     },
     /// The data directory cannot be used.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {error}")]
     Io {
         /// The directory.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -322,6 +320,8 @@ pub trait Store: Send + Sync {
     fn create_org(&self, org: &Org) -> Result<(), StoreError>;
     /// An organisation by name.
     fn org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// The names of every organisation, in order.
+    fn org_names(&self) -> Result<Vec<String>, StoreError>;
     /// Replaces an organisation's policy document.
     fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError>;
     /// Creates a user.
@@ -622,7 +622,7 @@ impl SqliteStore {
         }
         dir.create(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_owned(),
-            source,
+            error: source,
         })?;
         SqliteStore::open_file(&data_dir.join(DATABASE_FILE))
     }
@@ -633,7 +633,7 @@ impl SqliteStore {
     pub fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         let db = |source| StoreError::Database {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         create_private(path).map_err(|error| StoreError::File {
             path: path.to_owned(),
@@ -704,7 +704,7 @@ impl SqliteStore {
         self.waiting_long_reads.fetch_sub(1, SeqCst);
         f(&conn).map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -715,7 +715,7 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn).map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -869,7 +869,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -893,6 +893,14 @@ impl Store for SqliteStore {
                 },
             )
             .optional()
+        })
+    }
+
+    fn org_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            c.prepare("SELECT name FROM orgs ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect()
         })
     }
 
@@ -928,7 +936,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -1079,7 +1087,7 @@ impl Store for SqliteStore {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let db = |source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         let tx = conn.transaction().map_err(db)?;
         {
@@ -1151,7 +1159,7 @@ impl Store for SqliteStore {
             }),
             Err(source) => Err(StoreError::Database {
                 path: self.path.clone(),
-                source,
+                error: source,
             }),
         }
     }
@@ -1401,7 +1409,7 @@ impl Store for SqliteStore {
         })();
         settled.map_err(|source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         })
     }
 
@@ -1493,7 +1501,7 @@ impl Store for SqliteStore {
         }
         let db = |source| StoreError::Database {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         let fresh = Connection::open_with_flags(
             &self.path,

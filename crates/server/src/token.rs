@@ -44,13 +44,12 @@ pub struct Signer {
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
     /// Reading or writing the key file failed.
-    #[error("signing key {path}: {source}")]
+    #[error("signing key {path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The key is not an ECDSA P-256 PKCS#8 PEM key.
     #[error("signing key {path}: {message}")]
@@ -69,7 +68,7 @@ impl Signer {
         let shown = path.display().to_string();
         let io = |source| SignerError::Io {
             path: shown.clone(),
-            source,
+            error: source,
         };
         let pem =
             match std::fs::read_to_string(&path) {
