@@ -522,7 +522,17 @@ pub struct SqliteStore {
     /// The database file's device and inode when opened.
     file: Option<(u64, u64)>,
     /// Stops the checkpointer when dropped.
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
+}
+
+/// What a SQLite database file starts with.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether the file at `path` still starts with the SQLite header.
+fn has_sqlite_header(path: &Path) -> std::io::Result<bool> {
+    let mut header = [0u8; 16];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))?;
+    Ok(&header == SQLITE_HEADER)
 }
 
 /// How often the WAL is copied into the database file.
@@ -531,36 +541,54 @@ pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_m
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// The thread that checkpoints the WAL every [`CHECKPOINT_INTERVAL`] with a
-/// connection of its own (passive: writers go on meanwhile).
+/// connection of its own (passive: writers go on meanwhile). Before each
+/// checkpoint it reads the file's header: a file overwritten in place is
+/// then never checkpointed into (which would write the WAL's copy of the
+/// header back, hiding the damage from every later check), and the store
+/// is marked `overwritten` for good.
 struct Checkpointer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    overwritten: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Checkpointer {
     fn start(path: &Path) -> rusqlite::Result<Checkpointer> {
         let conn = Connection::open(path)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let overwritten = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = overwritten.clone();
+        let file = path.to_owned();
         let shown = path.display().to_string();
+        let checkpoint = move || {
+            if seen.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            if let Ok(false) = has_sqlite_header(&file) {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(store = %shown, "the database file was overwritten: no longer checkpointed into");
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(store = %shown, error = %e, "WAL checkpoint failed; retried");
+            }
+        };
         let thread = std::thread::Builder::new()
             .name("imagegate-checkpoint".to_owned())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_INTERVAL)
                 {
-                    if let Err(e) =
-                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(store = %shown, error = %e, "WAL checkpoint failed; retried");
-                    }
+                    checkpoint();
                 }
                 // The last checkpoint: a clean stop leaves no WAL to replay.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                checkpoint();
             })
             .ok();
         Ok(Checkpointer {
             stop: Some(stop),
             thread,
+            overwritten,
         })
     }
 }
@@ -669,7 +697,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             waiting_long_reads: std::sync::atomic::AtomicUsize::new(0),
             file: file_identity(path),
-            _checkpointer: Checkpointer::start(path).map_err(db)?,
+            checkpointer: Checkpointer::start(path).map_err(db)?,
         })
     }
 
@@ -1485,15 +1513,17 @@ impl Store for SqliteStore {
             return Ok(());
         }
         // The header is read from the file itself: pages in the WAL would
-        // hide a file overwritten in place from any connection.
-        let mut header = [0u8; 16];
-        std::fs::File::open(&self.path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-            .map_err(|error| StoreError::File {
-                path: self.path.clone(),
-                error,
-            })?;
-        if &header != b"SQLite format 3\0" {
+        // hide a file overwritten in place from any connection. (The
+        // checkpointer reads it too, before each checkpoint.)
+        let intact = has_sqlite_header(&self.path).map_err(|error| StoreError::File {
+            path: self.path.clone(),
+            error,
+        })?;
+        let overwritten = self
+            .checkpointer
+            .overwritten
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !intact || overwritten {
             return Err(StoreError::Gone {
                 path: self.path.clone(),
                 what: "overwritten (it no longer starts with the SQLite header)",
