@@ -200,12 +200,14 @@ fn a_reader_that_goes_away_ends_the_command_quietly_with_status_141() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let many: String = (0..20_000).map(|i| format!("nginx:1.{i}\n")).collect();
     let scan_tree = "tests/fixtures/scan/tree";
+    // With a policy: without one, check and scan say so on stderr first.
+    let policy = "examples/policy.yaml";
     for args in [
-        &["check", "-"][..],
-        &["check", "--format", "json", "-"],
-        &["scan", scan_tree],
-        &["scan", "--format", "json", scan_tree],
-        &["scan", "--format", "sarif", scan_tree],
+        &["check", "--policy", policy, "-"][..],
+        &["check", "--policy", policy, "--format", "json", "-"],
+        &["scan", "--policy", policy, scan_tree],
+        &["scan", "--policy", policy, "--format", "json", scan_tree],
+        &["scan", "--policy", policy, "--format", "sarif", scan_tree],
         &["audit", "--data-dir", &data_dir, "--format", "csv"],
         &["policy", "validate", "examples/policy.yaml"],
         &[
