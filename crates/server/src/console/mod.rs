@@ -68,6 +68,7 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route(STYLESHEET, get(stylesheet))
         .route(SCRIPT, get(script))
         .route("/console", get(home))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", axum::routing::post(sign_out))
         .route(

@@ -1605,3 +1605,83 @@ async fn administrators_create_organisations_from_the_home_page() {
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
+
+/// `GET /` as a browser (`Accept: text/html`) and as anything else.
+async fn front_door(accept: Option<&str>) -> Answer {
+    let mut request = Request::get("/");
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
+    let response = crate::app("policy.yaml")
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_front_door_sends_a_browser_to_the_console_and_tells_others_what_is_served() {
+    // What Chromium and Firefox send for a page.
+    let browser = front_door(Some(
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ))
+    .await;
+    assert_eq!(
+        (browser.status, browser.location()),
+        (StatusCode::SEE_OTHER, "/console")
+    );
+
+    let curl = front_door(Some("*/*")).await;
+    assert_eq!(curl.status, StatusCode::OK);
+    assert_eq!(
+        curl.headers[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    for served in [
+        "/console",
+        "/v2/",
+        "/admission/validate",
+        "/imagepolicy",
+        "/api/v1",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(curl.body.contains(served), "{served} in:\n{}", curl.body);
+    }
+    assert_eq!(front_door(None).await.body, curl.body);
+
+    let json = front_door(Some("application/json")).await;
+    assert_eq!(json.status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(doc["console"], "/console");
+    assert_eq!(doc["registry"], "/v2/");
+    assert_eq!(doc["admission"], "/admission/validate");
+    assert_eq!(doc["imagepolicy"], "/imagepolicy");
+    assert_eq!(doc["api"], "/api/v1");
+    assert_eq!(doc["openapi"], "/api/v1/openapi.json");
+
+    // A wrong path says where the console and the API are, too.
+    let (status, body) = crate::get(crate::app("policy.yaml"), "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("/console") && body.contains("/api/v1"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_console_with_a_trailing_slash_is_the_console() {
+    let s = setup();
+    let answer = s.send("GET", "/console/", &[], None).await;
+    assert_eq!(
+        (answer.status, answer.location()),
+        (StatusCode::SEE_OTHER, "/console")
+    );
+}
+
