@@ -322,6 +322,8 @@ pub trait Store: Send + Sync {
     fn create_org(&self, org: &Org) -> Result<(), StoreError>;
     /// An organisation by name.
     fn org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// Every organisation's name, sorted.
+    fn org_names(&self) -> Result<Vec<String>, StoreError>;
     /// Replaces an organisation's policy document.
     fn set_org_policy(&self, name: &str, policy: &str) -> Result<(), StoreError>;
     /// Creates a user.
@@ -893,6 +895,14 @@ impl Store for SqliteStore {
                 },
             )
             .optional()
+        })
+    }
+
+    fn org_names(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT name FROM orgs ORDER BY name")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
         })
     }
 

@@ -12,10 +12,10 @@ use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use super::pages::{layout, org_nav};
-use super::{Console, Refusal, role_in, signed_at};
+use super::{Console, Refusal, signed_at, standing_in};
 use crate::audit::{Filters, read, rfc3339};
 use crate::insights::{Insights, InsightsError, RANGES, insights};
-use crate::store::{AuditEvent, Role, now_ms};
+use crate::store::{AuditEvent, now_ms};
 use imagegate_core::Reason;
 
 /// Events per page.
@@ -88,7 +88,7 @@ pub async fn activity_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let q = query.map(|Query(q)| q).unwrap_or_default();
         let (events, more, error) = match q.filters().compile(&org, now_ms()) {
             Ok((mut filter, glob)) => {
@@ -120,7 +120,8 @@ pub async fn activity_page(
             user: &who.user,
             csrf: &who.csrf,
             org: &org,
-            owner: role == Role::Owner,
+            owner: standing.owner(),
+            take_over: standing.take_over(&who),
             q: &q,
             events: &events,
             more,
@@ -142,7 +143,7 @@ pub async fn activity_csv(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        role_in(&console, &who, &org)?;
+        standing_in(&console, &who, &org)?;
         let q = query.map(|Query(q)| q).unwrap_or_default();
         let (mut filter, glob) = match q.filters().compile(&org, now_ms()) {
             Ok(f) => f,
@@ -176,6 +177,8 @@ struct ActivityView<'a> {
     csrf: &'a str,
     org: &'a str,
     owner: bool,
+    /// See [`org_nav`].
+    take_over: Option<&'a str>,
     q: &'a ActivityQuery,
     events: &'a [AuditEvent],
     more: bool,
@@ -212,7 +215,7 @@ fn activity(v: &ActivityView<'_>) -> Markup {
         "Activity",
         Some((v.user, v.csrf)),
         html! {
-            (org_nav(v.org, "activity", v.owner))
+            (org_nav(v.org, "activity", v.owner, v.take_over))
             h1 { "Activity" }
             p { "Every decision made under " (v.org) "'s policy: pulls through the gateway and Kubernetes admissions, newest first." }
             form method="get" action=(base) aria-label="Filter the activity" {
@@ -316,7 +319,7 @@ pub async fn insights_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        if role_in(&console, &who, &org)? != Role::Owner {
+        if !standing_in(&console, &who, &org)?.owner() {
             return Err(Refusal::Forbidden {
                 message: format!(
                     "Only owners of {org} see its insights. The Activity page shows every decision."
@@ -357,7 +360,7 @@ fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) 
     let total = i.allowed + i.refused;
     let share = |n: u64| (n * 100 + total / 2).checked_div(total).unwrap_or(0);
     html! {
-        (org_nav(org, "insights", true))
+        (org_nav(org, "insights", true, None))
         h1 { "Insights" }
         p { "What members of " (org) " tried to pull, and what was refused: the numbers to review before changing image access, and to spot refusals that look like a real need." }
         nav aria-label="Time range" {

@@ -101,6 +101,10 @@ pub fn routes(console: Arc<Console>) -> Router {
             get(registry_access_page).post(registry_access_save),
         )
         .route("/console/orgs", axum::routing::post(create_org))
+        .route(
+            "/console/orgs/{org}/become-owner",
+            axum::routing::post(become_owner),
+        )
         .route("/console/orgs/{org}/activity", get(activity::activity_page))
         .route(
             "/console/orgs/{org}/activity.csv",
@@ -335,6 +339,63 @@ fn role_in(console: &Console, who: &Signed, org: &str) -> Result<Role, Refusal> 
         })
 }
 
+/// How the signed-in user stands in an organisation whose pages they open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Standing {
+    /// Their role in it; `None` for an administrator who is not a member.
+    member: Option<Role>,
+    /// Whether they are an administrator of this imagegate.
+    administrator: bool,
+}
+
+impl Standing {
+    /// The role the pages are shown for: an administrator who is not a
+    /// member sees what a member sees, read-only.
+    fn role(self) -> Role {
+        self.member.unwrap_or(Role::Member)
+    }
+
+    fn owner(self) -> bool {
+        self.member == Some(Role::Owner)
+    }
+
+    /// An administrator who is not an owner, offered to become one: the
+    /// form's CSRF token for the offer, else `None`.
+    fn take_over(self, who: &Signed) -> Option<&str> {
+        (self.administrator && !self.owner()).then_some(who.csrf.as_str())
+    }
+}
+
+/// How the signed-in user stands in `org`, for its pages: a member with
+/// their role, or an administrator, who sees every organisation. Anyone
+/// else gets not found, as for one that does not exist. Changes still
+/// need [`role_in`]: an administrator who is not an owner changes nothing.
+fn standing_in(console: &Console, who: &Signed, org: &str) -> Result<Standing, Refusal> {
+    let store = console.identity.store();
+    let administrator = store
+        .is_administrator(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let member = match role_in(console, who, org) {
+        Ok(role) => Some(role),
+        Err(Refusal::NotFound { .. }) if administrator => {
+            match store.org(org).map_err(|e| Refusal::unavailable(&e))? {
+                Some(_) => None,
+                None => {
+                    return Err(Refusal::NotFound {
+                        org: org.to_owned(),
+                        who: who.header(),
+                    });
+                }
+            }
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(Standing {
+        member,
+        administrator,
+    })
+}
+
 /// A form's CSRF token must be the session's.
 fn csrf_ok(who: &Signed, sent: &str) -> Result<(), Refusal> {
     if !sent.is_empty() && constant_time_eq(sent.as_bytes(), who.csrf.as_bytes()) {
@@ -359,7 +420,7 @@ fn owner_posting(
 ) -> Result<Signed, Refusal> {
     let who = signed(console, headers)?;
     csrf_ok(&who, csrf)?;
-    if role_in(console, &who, org)? != Role::Owner {
+    if !standing_in(console, &who, org)?.owner() {
         return Err(Refusal::Forbidden {
             message: format!("Only owners of {org} can change {what}; members see it read-only."),
             who: who.header(),
@@ -392,13 +453,26 @@ fn home_view(
         .identity
         .memberships(&who.user)
         .map_err(|e| Refusal::unavailable(&e))?;
-    let orgs: Vec<(String, &'static str)> =
+    let mut orgs: Vec<(String, &'static str)> =
         orgs.into_iter().map(|(o, r)| (o, r.as_str())).collect();
     let administrator = console
         .identity
         .store()
         .is_administrator(&who.user)
         .map_err(|e| Refusal::unavailable(&e))?;
+    // Administrators see every organisation, theirs or not.
+    if administrator {
+        for org in console
+            .identity
+            .org_names()
+            .map_err(|e| Refusal::unavailable(&e))?
+        {
+            if !orgs.iter().any(|(o, _)| *o == org) {
+                orgs.push((org, "administrator, not a member"));
+            }
+        }
+        orgs.sort();
+    }
     Ok(pages::home(&pages::HomePage {
         user: &who.user,
         csrf: &who.csrf,
@@ -461,6 +535,35 @@ async fn create_org(
                 )?,
             )
                 .into_response()),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
+}
+
+/// An administrator makes themselves an owner of the organisation.
+async fn become_owner(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        match settings::become_owner(&console.identity, &org, &who.user) {
+            Ok(()) => Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response()),
+            Err(settings::SettingsError::Forbidden(_)) => Err(Refusal::Forbidden {
+                message: "Only administrators make themselves owners of an organisation."
+                    .to_owned(),
+                who: who.header(),
+            }),
+            Err(settings::SettingsError::Identity(crate::identity::IdentityError::Store(
+                crate::store::StoreError::Missing { .. },
+            ))) => Err(Refusal::NotFound {
+                org: org.clone(),
+                who: who.header(),
+            }),
             Err(e) => Err(Refusal::unavailable(&e)),
         }
     })
@@ -638,7 +741,7 @@ async fn image_access_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let settings = settings::image_access(&console.identity, &org)
             .map_err(|e| Refusal::unavailable(&e))?;
         Ok(pages::image_access(&pages::ImageAccessPage {
@@ -646,7 +749,8 @@ async fn image_access_page(
             csrf: &who.csrf,
             org: &org,
             settings: &settings,
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: saved.saved.is_some(),
         })
         .into_response())
@@ -708,7 +812,7 @@ async fn registry_access_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let ra = settings::registry_access(&console.identity, &org)
             .map_err(|e| Refusal::unavailable(&e))?;
         Ok(pages::registry_access(&pages::RegistryAccessPage {
@@ -717,7 +821,8 @@ async fn registry_access_page(
             org: &org,
             enabled: ra.enabled,
             allow: &ra.allow.join("\n"),
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: saved.saved.is_some(),
             problems: &[],
         })
@@ -790,6 +895,7 @@ async fn registry_access_save(
                     enabled: to.enabled,
                     allow: &form.allow,
                     editable: true,
+                    take_over: None,
                     saved: false,
                     problems: &problems,
                 }),
@@ -914,7 +1020,7 @@ fn members_view(
     console: &Console,
     who: &Signed,
     org: &str,
-    role: Role,
+    standing: Standing,
     error: Option<&str>,
 ) -> Result<maud::Markup, Refusal> {
     let members: Vec<(String, &'static str)> = console
@@ -929,7 +1035,8 @@ fn members_view(
         csrf: &who.csrf,
         org,
         members: &members,
-        editable: role == Role::Owner,
+        editable: standing.owner(),
+        take_over: standing.take_over(who),
         error,
     }))
 }
@@ -941,8 +1048,8 @@ async fn members_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
-        Ok(members_view(&console, &who, &org, role, None)?.into_response())
+        let standing = standing_in(&console, &who, &org)?;
+        Ok(members_view(&console, &who, &org, standing, None)?.into_response())
     })
     .await
 }
@@ -971,7 +1078,11 @@ fn member_change(
             settings::SettingsError::Invalid { message, .. }
             | settings::SettingsError::Missing(message),
         ) => {
-            let page = members_view(console, who, org, Role::Owner, Some(&message))?;
+            let owner = Standing {
+                member: Some(Role::Owner),
+                administrator: false,
+            };
+            let page = members_view(console, who, org, owner, Some(&message))?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(Refusal::unavailable(&e)),
@@ -1052,7 +1163,7 @@ async fn policy_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let yaml = console
             .identity
             .org(&org)
@@ -1080,7 +1191,8 @@ async fn policy_page(
             csrf: &who.csrf,
             org: &org,
             yaml: &yaml,
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: q.saved.is_some(),
             problems: &[],
             tried: tried
@@ -1126,6 +1238,7 @@ async fn save_policy(
                     org: &org,
                     yaml: &yaml,
                     editable: true,
+                    take_over: None,
                     saved: false,
                     problems: &problems,
                     tried: None,

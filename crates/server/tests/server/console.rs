@@ -1685,3 +1685,174 @@ async fn the_console_with_a_trailing_slash_is_the_console() {
     );
 }
 
+/// The user `ada`, an administrator of this imagegate and a member of no
+/// organisation (as the first start's `admin` is, for organisations made
+/// with `imagegate admin org create`).
+async fn administrator(s: &Setup) -> String {
+    s.identity
+        .create_user("ada", "correct horse battery")
+        .unwrap();
+    s.identity.store().set_administrator("ada", true).unwrap();
+    s.sign_in("ada").await
+}
+
+#[tokio::test]
+async fn an_administrator_sees_every_organisation_read_only() {
+    let s = setup();
+    let ada = administrator(&s).await;
+    let home = s.get(&ada, "/console").await;
+    assert_eq!(home.status, StatusCode::OK);
+    for org in ["corp", "rival"] {
+        assert!(
+            home.body.contains(&format!(
+                r#"<a href="/console/orgs/{org}/image-access">{org}</a> (administrator, not a member)"#
+            )),
+            "{org} on the home page:\n{}",
+            home.body
+        );
+    }
+    assert!(
+        !home
+            .body
+            .contains("You are not a member of any organisation")
+    );
+
+    for page in [
+        "image-access",
+        "registry-access",
+        "members",
+        "policy",
+        "access-requests",
+        "activity",
+    ] {
+        let answer = s.get(&ada, &format!("/console/orgs/corp/{page}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{page}: {}", answer.body);
+        assert!(
+            answer
+                .body
+                .contains("You are an administrator: you see corp as its members do, read-only."),
+            "{page}: {}",
+            answer.body
+        );
+        assert!(
+            answer
+                .body
+                .contains(r#"method="post" action="/console/orgs/corp/become-owner">"#),
+            "{page} offers to become an owner: {}",
+            answer.body
+        );
+    }
+    let access = s.get(&ada, PAGE).await;
+    assert!(access.body.contains("disabled"), "{}", access.body);
+    assert!(!access.body.contains("Save changes"));
+    let members = s.get(&ada, "/console/orgs/corp/members").await;
+    assert!(
+        members.body.contains("<td>olga</td><td>owner</td>"),
+        "{}",
+        members.body
+    );
+    // Members read it; asking for an image is for members.
+    let requests = s.get(&ada, "/console/orgs/corp/access-requests").await;
+    assert!(!requests.body.contains("Send request"), "{}", requests.body);
+    // Only owners see Insights.
+    let insights = s.get(&ada, "/console/orgs/corp/insights").await;
+    assert_eq!(insights.status, StatusCode::FORBIDDEN);
+
+    // Read-only: a change is refused, as a member's is.
+    let csrf = access.hidden("csrf");
+    let refused = s
+        .post(&ada, PAGE, &format!("csrf={csrf}&enabled=on&official=on"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        !imagegate_server::settings::image_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+
+    // An organisation that does not exist is still not found.
+    let missing = s.get(&ada, "/console/orgs/nobody/image-access").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Who is not an administrator still sees only their own.
+    let rita = s.sign_in("rita").await;
+    let home = s.get(&rita, "/console").await;
+    assert!(!home.body.contains("/console/orgs/corp/"), "{}", home.body);
+    assert_eq!(s.get(&rita, PAGE).await.status, StatusCode::NOT_FOUND);
+    let nav = s.get(&rita, "/console/orgs/rival/image-access").await;
+    assert!(!nav.body.contains("become-owner"), "{}", nav.body);
+}
+
+#[tokio::test]
+async fn an_administrator_makes_themselves_an_owner_and_the_change_is_recorded() {
+    let s = setup();
+    let ada = administrator(&s).await;
+    let csrf = s.csrf(&ada, PAGE).await;
+    let forged = s
+        .post(&ada, "/console/orgs/corp/become-owner", "csrf=wrong")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(s.identity.memberships("ada").unwrap().is_empty());
+
+    let made = s
+        .post(
+            &ada,
+            "/console/orgs/corp/become-owner",
+            &format!("csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        (made.status, made.location()),
+        (StatusCode::SEE_OTHER, "/console/orgs/corp/members")
+    );
+    assert_eq!(
+        s.identity.memberships("ada").unwrap(),
+        [("corp".to_owned(), Role::Owner)]
+    );
+    let change = &s.identity.store().policy_changes("corp", 1).unwrap()[0];
+    assert_eq!(
+        (
+            change.user.as_str(),
+            change.what.as_str(),
+            change.before.as_str(),
+            change.after.as_str()
+        ),
+        ("ada", "members", "ada: not a member", "ada: owner")
+    );
+    // Now an owner like any other: the page is editable and offers nothing more.
+    let access = s.get(&ada, PAGE).await;
+    assert!(access.body.contains("Save changes"));
+    assert!(!access.body.contains("become-owner"));
+    let home = s.get(&ada, "/console").await;
+    assert!(
+        home.body
+            .contains(r#"<a href="/console/orgs/corp/image-access">corp</a> (owner)"#),
+        "{}",
+        home.body
+    );
+
+    // A member who is not an administrator cannot do the same.
+    let alice = s.sign_in("alice").await;
+    let csrf = s.csrf(&alice, PAGE).await;
+    let refused = s
+        .post(
+            &alice,
+            "/console/orgs/corp/become-owner",
+            &format!("csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("Only administrators make themselves owners of an organisation."),
+        "{}",
+        refused.body
+    );
+    assert!(
+        s.identity
+            .memberships("alice")
+            .unwrap()
+            .contains(&("corp".to_owned(), Role::Member))
+    );
+}
