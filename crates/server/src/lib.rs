@@ -397,10 +397,10 @@ pub async fn serve_store(
     };
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api::new(identity.clone()));
-    let console = Arc::new(console::Console::new(
-        identity.clone(),
-        config.tls.is_some(),
-    ));
+    let console = Arc::new(
+        console::Console::new(identity.clone(), config.tls.is_some())
+            .with_public_url(config.public_url.clone()),
+    );
     let gateway = Arc::new(gateway_state(
         &config,
         identity,

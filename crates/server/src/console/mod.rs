@@ -37,6 +37,8 @@ pub struct Console {
     throttle: SignInThrottle,
     /// Whether cookies carry `Secure` (the console is served over TLS).
     secure_cookies: bool,
+    /// The gateway's public URL, whose host people `docker login` to.
+    public_url: Option<String>,
 }
 
 impl Console {
@@ -46,7 +48,39 @@ impl Console {
             identity,
             throttle: SignInThrottle::default(),
             secure_cookies: tls,
+            public_url: None,
         }
+    }
+
+    /// The gateway's public URL (`https://gateway.corp.example`), if one is
+    /// configured: the pages name its host. Without one they name the host
+    /// the browser asked for.
+    pub fn with_public_url(mut self, public_url: Option<String>) -> Console {
+        self.public_url = public_url;
+        self
+    }
+
+    /// The host people give `docker login`: the public URL's, else the one
+    /// this request was sent to (when it looks like a host), else `HOST`.
+    fn gateway_host(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+        let configured = self.public_url.as_deref().map(|url| {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            rest.split('/').next().unwrap_or(rest)
+        });
+        let asked = || {
+            uri.authority()
+                .map(|a| a.as_str())
+                .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        };
+        configured
+            .or_else(asked)
+            .filter(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            })
+            .unwrap_or("HOST")
+            .to_owned()
     }
 }
 
@@ -910,6 +944,7 @@ async fn registry_access_save(
 fn tokens_view(
     console: &Console,
     who: &Signed,
+    host: &str,
     created: Option<(&str, &str)>,
     error: Option<&str>,
 ) -> Result<maud::Markup, Refusal> {
@@ -923,6 +958,7 @@ fn tokens_view(
         user: &who.user,
         csrf: &who.csrf,
         tokens: &tokens,
+        host,
         created,
         error,
         now: crate::store::now(),
@@ -932,10 +968,12 @@ fn tokens_view(
 async fn tokens_page(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        Ok(tokens_view(&console, &who, None, None)?.into_response())
+        let host = console.gateway_host(&headers, &uri);
+        Ok(tokens_view(&console, &who, &host, None, None)?.into_response())
     })
     .await
 }
@@ -953,10 +991,12 @@ struct NewTokenForm {
 async fn create_token(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Form(form): Form<NewTokenForm>,
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
+        let host = console.gateway_host(&headers, &uri);
         csrf_ok(&who, &form.csrf)?;
         let days = match form.expires_days.trim() {
             "" => None,
@@ -966,6 +1006,7 @@ async fn create_token(
                     let page = tokens_view(
                         &console,
                         &who,
+                        &host,
                         None,
                         Some("Expiry must be a number of days."),
                     )?;
@@ -978,12 +1019,18 @@ async fn create_token(
             Ok(created) => Ok((
                 StatusCode::CREATED,
                 [(header::CACHE_CONTROL, "no-store")],
-                tokens_view(&console, &who, Some((&form.name, &created.secret)), None)?,
+                tokens_view(
+                    &console,
+                    &who,
+                    &host,
+                    Some((&form.name, &created.secret)),
+                    None,
+                )?,
             )
                 .into_response()),
             Err(crate::identity::IdentityError::Invalid(m)) => {
                 let m = m.replace("--expires", "Expiry");
-                let page = tokens_view(&console, &who, None, Some(&m))?;
+                let page = tokens_view(&console, &who, &host, None, Some(&m))?;
                 Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
             }
             Err(e) => Err(Refusal::unavailable(&e)),

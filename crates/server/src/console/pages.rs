@@ -532,6 +532,8 @@ pub struct TokensPage<'a> {
     pub csrf: &'a str,
     /// The user's tokens, newest first.
     pub tokens: &'a [Token],
+    /// The gateway's host, for `docker login`.
+    pub host: &'a str,
     /// A token just created: its name and secret, shown this once.
     pub created: Option<(&'a str, &'a str)>,
     pub error: Option<&'a str>,
@@ -555,7 +557,7 @@ pub fn tokens(p: &TokensPage<'_>) -> Markup {
         html! {
             h1 { "Access tokens" }
             p { "Sign in to the registry gateway with a personal access token, never your password: "
-                code { "docker login <gateway> -u " (p.user) } "." }
+                code { "docker login " (p.host) " -u " (p.user) } "." }
             @if let Some(e) = p.error {
                 p.error role="alert" { (e) }
             }

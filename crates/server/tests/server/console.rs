@@ -1856,3 +1856,199 @@ async fn an_administrator_makes_themselves_an_owner_and_the_change_is_recorded()
             .contains(&("corp".to_owned(), Role::Member))
     );
 }
+
+/// A gateway event of `kind` (`manifest`, `blob`, `tags`) as the gateway
+/// records it: `image` as decided, allowed.
+fn served(ms: i64, user: &str, kind: &str, image: &str) -> imagegate_server::store::AuditEvent {
+    imagegate_server::store::AuditEvent {
+        path: Some(kind.into()),
+        category: Some("official".into()),
+        source: Some("10.0.0.7".into()),
+        ..gateway_event(ms, "corp", user, image, "allow")
+    }
+}
+
+#[tokio::test]
+async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let repo = "docker.io/library/nginx";
+    let tags = format!("docker.io/someuser/tool@sha256:{}", "0".repeat(64));
+    s.identity
+        .store()
+        .append_audit(&[
+            // One pull: the index by tag, the platform's manifest by
+            // digest, its config and two layers.
+            served(now - 9_000, "olga", "manifest", &format!("{repo}:1.27")),
+            served(
+                now - 8_900,
+                "olga",
+                "manifest",
+                &format!("{repo}@{}", digest('a')),
+            ),
+            served(
+                now - 8_800,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('b')),
+            ),
+            served(
+                now - 8_000,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('c')),
+            ),
+            served(
+                now - 7_000,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('d')),
+            ),
+            // Someone else's pull of the same image at the same time is theirs.
+            served(now - 6_000, "alice", "manifest", &format!("{repo}:1.27")),
+            served(
+                now - 5_900,
+                "alice",
+                "blob",
+                &format!("{repo}@{}", digest('b')),
+            ),
+            // A tag list: no image, no digest.
+            served(now - 1_000, "olga", "tags", &tags),
+        ])
+        .unwrap();
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/orgs/corp/activity").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let rows = page.body.matches("<tr><td><time").count();
+    assert_eq!(
+        rows, 3,
+        "olga's pull, alice's pull, the tag list: {}",
+        page.body
+    );
+    assert_eq!(
+        page.body
+            .matches("<code>docker.io/library/nginx:1.27</code>")
+            .count(),
+        2,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("pull: 2 manifests, 3 blobs"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("pull: 1 manifest, 1 blob"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<code>docker.io/someuser/tool</code> tags list"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("sha256:0000"), "{}", page.body);
+    assert!(!page.body.contains(&digest('c')), "blobs are folded in");
+
+    // The export keeps every event.
+    let csv = s.get(&olga, "/console/orgs/corp/activity.csv").await;
+    assert_eq!(csv.body.lines().count(), 1 + 8, "{}", csv.body);
+    assert!(csv.body.contains(&digest('c')));
+}
+
+#[tokio::test]
+async fn insights_names_reasons_and_categories_in_words() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    s.identity
+        .store()
+        .append_audit(&[gateway_event(
+            now - 60_000,
+            "corp",
+            "alice",
+            "docker.io/someuser/custom-image:1",
+            "deny",
+        )])
+        .unwrap();
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/orgs/corp/insights?range=24h").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("<td>category not allowed</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td>community images</td>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("category_not_allowed"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_tokens_page_names_the_gateways_host_for_docker_login() {
+    // Behind a public URL: its host.
+    let s = setup();
+    let app = console::routes(Arc::new(
+        Console::new(s.identity.clone(), true)
+            .with_public_url(Some("https://gateway.corp.example".to_owned())),
+    ));
+    let s = Setup {
+        app,
+        identity: s.identity,
+    };
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/tokens").await;
+    assert!(
+        page.body
+            .contains("<code>docker login gateway.corp.example -u olga</code>"),
+        "{}",
+        page.body
+    );
+
+    // Without one: the host the browser asked for.
+    let s = setup();
+    let olga = s.sign_in("olga").await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/console/tokens")
+                .header(header::HOST, "localhost:8443")
+                .header(header::COOKIE, format!("{SESSION_COOKIE}={olga}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        body.contains("<code>docker login localhost:8443 -u olga</code>"),
+        "{body}"
+    );
+    // A Host header that is no host is not repeated.
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/console/tokens")
+                .header(header::HOST, "evil\"><b>x")
+                .header(header::COOKIE, format!("{SESSION_COOKIE}={olga}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(!body.contains("evil"), "{body}");
+    assert!(
+        body.contains("<code>docker login HOST -u olga</code>"),
+        "{body}"
+    );
+}
