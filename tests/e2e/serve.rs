@@ -1145,6 +1145,13 @@ fn the_first_start_creates_an_administrator_whose_password_signs_in_to_the_conso
         .clone();
     let log: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(log["user"], "admin");
+    // Where to sign in, in the same line: the address listened on.
+    let console = format!("https://127.0.0.1:{}/console", server.port);
+    assert_eq!(log["console"], console.as_str());
+    assert!(
+        log["message"].as_str().unwrap().contains(&console),
+        "{line}"
+    );
     let password = log["password"].as_str().unwrap().to_owned();
     assert!(password.len() >= 24, "{password}");
 

@@ -148,6 +148,33 @@ impl Reason {
         }
     }
 
+    /// The reason in words, for people (the console): `category not
+    /// allowed` for `category_not_allowed`.
+    ///
+    /// ```
+    /// use imagegate_core::Reason;
+    /// assert_eq!(Reason::CategoryNotAllowed.label(), "category not allowed");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::InvalidReference => "invalid reference",
+            Reason::AmbiguousReference => "ambiguous reference",
+            Reason::RegistryNotAllowed => "registry not allowed",
+            Reason::CategoryNotAllowed => "category not allowed",
+            Reason::RuleDenied => "denied by a rule",
+            Reason::DigestRequired => "not pinned by digest",
+            Reason::Exempt => "exempt",
+            Reason::SignInRequired => "sign-in required",
+            Reason::BreakGlass => "break-glass",
+            Reason::OwnerBypass => "owner's bypass",
+            Reason::RegoDenied => "denied by a Rego policy",
+            Reason::NotAMember => "not a member of an organisation",
+            Reason::Unresolved => "unresolved variable",
+            Reason::ParseError => "file does not parse",
+        }
+    }
+
     /// What a refusal for this reason asks of a person, in one line, true
     /// whatever the policy and wherever the image was named (`imagegate
     /// scan`'s text hints are more precise: they know the policy and the

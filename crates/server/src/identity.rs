@@ -284,6 +284,11 @@ impl Identity {
         Err(SignInError::Invalid)
     }
 
+    /// Every organisation's name, sorted.
+    pub fn org_names(&self) -> Result<Vec<String>, IdentityError> {
+        Ok(self.store.org_names()?)
+    }
+
     /// A user's organisations and roles.
     pub fn memberships(&self, user: &str) -> Result<Vec<(String, Role)>, IdentityError> {
         Ok(self.store.memberships(user)?)

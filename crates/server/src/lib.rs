@@ -56,8 +56,84 @@ pub fn router(state: AppState, ready: Arc<AtomicBool>) -> Router {
             }),
         )
         .route("/metrics", get(metrics_text))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: imagegate serves /v2/, /token, /admission/validate, /imagepolicy, /healthz, /readyz and /metrics\n") })
+        .route("/", get(front_door))
+        .fallback(|| async {
+            let paths: Vec<&str> = SERVED.iter().map(|(_, path, _)| *path).collect();
+            (
+                StatusCode::NOT_FOUND,
+                format!("not found: imagegate serves {}\n", paths.join(", ")),
+            )
+        })
         .with_state(state)
+}
+
+/// What is served here, for whoever arrives at `/`: a key for the JSON
+/// answer, the path, and what it is.
+pub const SERVED: [(&str, &str, &str); 10] = [
+    ("console", "/console", "the console: sign in with a browser"),
+    (
+        "registry",
+        "/v2/",
+        "the registry gateway: docker login, then docker pull HOST/IMAGE",
+    ),
+    ("token", "/token", "the registry gateway's token service"),
+    (
+        "admission",
+        "/admission/validate",
+        "the Kubernetes ValidatingAdmissionWebhook (AdmissionReview v1)",
+    ),
+    (
+        "imagepolicy",
+        "/imagepolicy",
+        "the Kubernetes ImagePolicyWebhook backend (ImageReview)",
+    ),
+    ("api", "/api/v1", "the REST API"),
+    (
+        "openapi",
+        "/api/v1/openapi.json",
+        "the REST API's OpenAPI document",
+    ),
+    ("health", "/healthz", "liveness"),
+    ("ready", "/readyz", "readiness"),
+    ("metrics", "/metrics", "Prometheus metrics"),
+];
+
+/// `GET /`: a browser goes to the console; anything else is told what is
+/// served here, as JSON when it asks for JSON, else as plain text.
+async fn front_door(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let accepts = |wanted: &str| {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                // `q=0` is "not this".
+                let refused = parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case(wanted) && !refused
+            })
+    };
+    if accepts("text/html") {
+        return axum::response::Redirect::to("/console").into_response();
+    }
+    if accepts("application/json") {
+        let doc: serde_json::Map<String, serde_json::Value> = SERVED
+            .iter()
+            .map(|(key, path, _)| ((*key).to_owned(), serde_json::Value::from(*path)))
+            .collect();
+        return axum::Json(doc).into_response();
+    }
+    let mut text = String::from("imagegate: container image policy at every door\n\n");
+    for (_, path, what) in SERVED {
+        text.push_str(&format!("{path:<22} {what}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// `/readyz`: 503 while shutting down, and while the audit log cannot be
@@ -129,6 +205,52 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Where people sign in to the console: under the public URL when one is
+/// configured, else at the address listened on (`localhost` for all
+/// addresses).
+pub fn console_url(public_url: Option<&str>, tls: bool, listen: SocketAddr) -> String {
+    if let Some(url) = public_url {
+        return format!("{}/console", url.trim_end_matches('/'));
+    }
+    let scheme = if tls { "https" } else { "http" };
+    let port = listen.port();
+    match listen.ip() {
+        ip if ip.is_unspecified() => format!("{scheme}://localhost:{port}/console"),
+        std::net::IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}/console"),
+        std::net::IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}/console"),
+    }
+}
+
+/// The first start's administrator password, logged once with the URL to
+/// sign in at: when the server listens (the port is known then, even when
+/// it was 0), or, if it stops before that, with the configured address, so
+/// that the password is never lost.
+struct FirstAdministrator {
+    password: Option<String>,
+    url: String,
+}
+
+impl FirstAdministrator {
+    /// Logs the password, if there is one to log, with `url`.
+    fn announce(&mut self, url: String) {
+        if let Some(password) = self.password.take() {
+            tracing::warn!(
+                user = identity::FIRST_ADMINISTRATOR,
+                password = %password,
+                console = %url,
+                "first start: created the administrator; sign in at {url} with this password, which is shown only now"
+            );
+        }
+    }
+}
+
+impl Drop for FirstAdministrator {
+    fn drop(&mut self) {
+        let url = std::mem::take(&mut self.url);
+        self.announce(url);
+    }
+}
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -190,15 +312,20 @@ pub async fn serve_store(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
     let identity = identity::Identity::new(store);
-    match identity.first_administrator() {
-        Ok(Some(password)) => tracing::warn!(
-            user = identity::FIRST_ADMINISTRATOR,
-            password = %password,
-            "first start: created the administrator; sign in at /console with this password, which is shown only now"
+    let mut first = FirstAdministrator {
+        password: match identity.first_administrator() {
+            Ok(password) => password,
+            Err(e) => {
+                tracing::error!(error = %e, "first start: could not create the administrator");
+                None
+            }
+        },
+        url: console_url(
+            config.public_url.as_deref(),
+            config.tls.is_some(),
+            config.listen,
         ),
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "first start: could not create the administrator"),
-    }
+    };
     for org in [&config.default_org, &config.policy_org]
         .into_iter()
         .flatten()
@@ -269,10 +396,10 @@ pub async fn serve_store(
     };
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api::new(identity.clone()));
-    let console = Arc::new(console::Console::new(
-        identity.clone(),
-        config.tls.is_some(),
-    ));
+    let console = Arc::new(
+        console::Console::new(identity.clone(), config.tls.is_some())
+            .with_public_url(config.public_url.clone()),
+    );
     let gateway = Arc::new(gateway_state(
         &config,
         identity,
@@ -333,9 +460,13 @@ pub async fn serve_store(
     // (port 0 is chosen now) before the first request: no upstream
     // redirect may lead back to the gateway.
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
-    gateway
-        .upstreams
-        .set_listeners([listener.local_addr().map_err(io)?]);
+    let bound = listener.local_addr().map_err(io)?;
+    first.announce(console_url(
+        config.public_url.as_deref(),
+        config.tls.is_some(),
+        bound,
+    ));
+    gateway.upstreams.set_listeners([bound]);
     let server = axum_server::Server::from_listener(listener).handle(handle);
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match rustls {
@@ -352,4 +483,38 @@ pub async fn serve_store(
     audit_writer.close().await;
     tracing::info!("audit log flushed; stopped");
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_url;
+
+    #[test]
+    fn the_console_url_is_under_the_public_url_else_at_the_listening_address() {
+        let at = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            console_url(
+                Some("https://gateway.corp.example"),
+                true,
+                at("0.0.0.0:8443")
+            ),
+            "https://gateway.corp.example/console"
+        );
+        assert_eq!(
+            console_url(None, true, at("0.0.0.0:8443")),
+            "https://localhost:8443/console"
+        );
+        assert_eq!(
+            console_url(None, true, at("127.0.0.1:9000")),
+            "https://127.0.0.1:9000/console"
+        );
+        assert_eq!(
+            console_url(None, false, at("[::1]:8080")),
+            "http://[::1]:8080/console"
+        );
+        assert_eq!(
+            console_url(None, true, at("[::]:8443")),
+            "https://localhost:8443/console"
+        );
+    }
 }

@@ -382,6 +382,23 @@ pub fn remove_member(
     record_member(identity, org, by, user, Some(before), None)
 }
 
+/// Administrator `by` makes themselves an owner of `org` (an organisation
+/// made with `imagegate admin org create` has no owner they could ask).
+/// Recorded as any membership change is.
+pub fn become_owner(identity: &Identity, org: &str, by: &str) -> Result<(), SettingsError> {
+    if !identity
+        .store()
+        .is_administrator(by)
+        .map_err(|e| SettingsError::Identity(e.into()))?
+    {
+        return Err(SettingsError::Forbidden(
+            "only administrators make themselves owners of an organisation".to_owned(),
+        ));
+    }
+    identity.org(org)?;
+    set_member(identity, org, by, by, Role::Owner)
+}
+
 /// Administrator `by` creates organisation `name` with its Docker Hub
 /// `namespaces` and the default policy (image access off), and becomes its
 /// owner. Only administrators create organisations: a user who could make

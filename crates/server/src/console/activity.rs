@@ -12,10 +12,10 @@ use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use super::pages::{layout, org_nav};
-use super::{Console, Refusal, role_in, signed_at};
+use super::{Console, Refusal, signed_at, standing_in};
 use crate::audit::{Filters, read, rfc3339};
 use crate::insights::{Insights, InsightsError, RANGES, insights};
-use crate::store::{AuditEvent, Role, now_ms};
+use crate::store::{AuditEvent, now_ms};
 use imagegate_core::Reason;
 
 /// Events per page.
@@ -24,6 +24,124 @@ pub const PAGE: usize = 50;
 pub const CHANGES: usize = 20;
 /// The most events one CSV export carries (the newest).
 pub const EXPORT_MAX: usize = 100_000;
+
+/// How far apart two requests of one pull may be (the end of one and the
+/// next) and still be shown as one row.
+pub const PULL_GAP_MS: i64 = 60_000;
+
+/// A row of the Activity page: one decision, or one pull through the
+/// gateway (its first manifest, with the manifests by digest and the blobs
+/// fetched after it). The audit log and its CSV keep every request.
+struct Row<'a> {
+    /// The event shown: the pull's first request.
+    head: &'a AuditEvent,
+    manifests: usize,
+    blobs: usize,
+    /// When the pull's latest request came.
+    last_ms: i64,
+}
+
+impl Row<'_> {
+    /// What the gateway served, in words: `pull: 2 manifests, 3 blobs`,
+    /// `manifest`, `tags list`.
+    fn served(&self) -> Option<String> {
+        let plural = |n: usize, what: &str| match n {
+            1 => format!("1 {what}"),
+            n => format!("{n} {what}s"),
+        };
+        match self.head.path.as_deref() {
+            Some("tags") => Some("tags list".to_owned()),
+            _ if self.manifests + self.blobs > 1 => {
+                let mut parts = Vec::new();
+                if self.manifests > 0 {
+                    parts.push(plural(self.manifests, "manifest"));
+                }
+                if self.blobs > 0 {
+                    parts.push(plural(self.blobs, "blob"));
+                }
+                Some(format!("pull: {}", parts.join(", ")))
+            }
+            other => other.map(str::to_owned),
+        }
+    }
+
+    /// The image as people name it: a tag list names a repository, not the
+    /// placeholder digest it is decided as.
+    fn image(&self) -> &str {
+        if self.head.path.as_deref() == Some("tags") {
+            repository(&self.head.image)
+        } else {
+            &self.head.image
+        }
+    }
+}
+
+/// The repository of a reference as the audit log holds it:
+/// `docker.io/library/nginx` for `docker.io/library/nginx:1.27` and for
+/// `docker.io/library/nginx@sha256:…`. A registry's port is kept.
+fn repository(image: &str) -> &str {
+    let name = image.split_once('@').map_or(image, |(name, _)| name);
+    match name.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => name,
+    }
+}
+
+/// Folds `events` (oldest first) into rows, oldest first. A gateway blob or
+/// manifest by digest joins the latest pull of the same repository by the
+/// same caller (user, source, organisation) with the same decision, when it
+/// comes within [`PULL_GAP_MS`] of that pull's latest request; so does the
+/// same manifest by tag asked again before any blob (a HEAD, then a GET).
+/// The audit log has no pull id: this is what a pull looks like in it.
+fn fold(events: &[AuditEvent]) -> Vec<Row<'_>> {
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    for e in events {
+        let kind = e.path.as_deref();
+        let part = e.door == "gateway" && matches!(kind, Some("manifest" | "blob"));
+        let joined = part
+            && rows
+                .iter_mut()
+                .rev()
+                .find(|r| {
+                    let h = r.head;
+                    let by_digest = kind == Some("blob") || e.image.contains('@');
+                    h.door == "gateway"
+                        && matches!(h.path.as_deref(), Some("manifest" | "blob"))
+                        && e.time_ms - r.last_ms <= PULL_GAP_MS
+                        && h.user == e.user
+                        && h.source == e.source
+                        && h.org == e.org
+                        && h.decision == e.decision
+                        && h.reason == e.reason
+                        && repository(&h.image) == repository(&e.image)
+                        && (by_digest || (h.image == e.image && r.blobs == 0))
+                })
+                .map(|r| {
+                    if kind == Some("blob") {
+                        r.blobs += 1;
+                    } else {
+                        r.manifests += 1;
+                    }
+                    r.last_ms = r.last_ms.max(e.time_ms);
+                })
+                .is_some();
+        if !joined {
+            rows.push(Row {
+                head: e,
+                manifests: usize::from(kind == Some("manifest")),
+                blobs: usize::from(kind == Some("blob")),
+                last_ms: e.time_ms,
+            });
+        }
+    }
+    rows
+}
+
+/// The rows, newest first, as the page shows them.
+fn newest_first(mut rows: Vec<Row<'_>>) -> Vec<Row<'_>> {
+    rows.reverse();
+    rows
+}
 
 /// The Activity page's filters, as the form sends them.
 #[derive(Deserialize, Default)]
@@ -88,7 +206,7 @@ pub async fn activity_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let q = query.map(|Query(q)| q).unwrap_or_default();
         let (events, more, error) = match q.filters().compile(&org, now_ms()) {
             Ok((mut filter, glob)) => {
@@ -96,12 +214,12 @@ pub async fn activity_page(
                 filter.limit = Some(PAGE + 1);
                 let mut events = read(console.identity.store().as_ref(), &filter, glob.as_ref())
                     .map_err(|e| Refusal::unavailable(&e))?;
-                // Oldest first from the store; the page shows the newest first.
+                // Oldest first from the store, as pulls are folded; the
+                // page shows the newest first.
                 let more = events.len() > PAGE;
                 if more {
                     events.remove(0);
                 }
-                events.reverse();
                 (events, more, None)
             }
             Err(e) => (Vec::new(), false, Some(e)),
@@ -120,7 +238,8 @@ pub async fn activity_page(
             user: &who.user,
             csrf: &who.csrf,
             org: &org,
-            owner: role == Role::Owner,
+            owner: standing.owner(),
+            take_over: standing.take_over(&who),
             q: &q,
             events: &events,
             more,
@@ -142,7 +261,7 @@ pub async fn activity_csv(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        role_in(&console, &who, &org)?;
+        standing_in(&console, &who, &org)?;
         let q = query.map(|Query(q)| q).unwrap_or_default();
         let (mut filter, glob) = match q.filters().compile(&org, now_ms()) {
             Ok(f) => f,
@@ -176,7 +295,10 @@ struct ActivityView<'a> {
     csrf: &'a str,
     org: &'a str,
     owner: bool,
+    /// See [`org_nav`].
+    take_over: Option<&'a str>,
     q: &'a ActivityQuery,
+    /// Oldest first.
     events: &'a [AuditEvent],
     more: bool,
     error: Option<&'a str>,
@@ -212,7 +334,7 @@ fn activity(v: &ActivityView<'_>) -> Markup {
         "Activity",
         Some((v.user, v.csrf)),
         html! {
-            (org_nav(v.org, "activity", v.owner))
+            (org_nav(v.org, "activity", v.owner, v.take_over))
             h1 { "Activity" }
             p { "Every decision made under " (v.org) "'s policy: pulls through the gateway and Kubernetes admissions, newest first." }
             form method="get" action=(base) aria-label="Filter the activity" {
@@ -234,16 +356,18 @@ fn activity(v: &ActivityView<'_>) -> Markup {
             @if v.events.is_empty() && v.error.is_none() {
                 p { "Nothing matches." }
             } @else if !v.events.is_empty() {
+                @let rows = newest_first(fold(v.events));
                 table {
                     caption.visually-hidden { "Decisions, newest first" }
                     thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "User" } th scope="col" { "Door" } th scope="col" { "Image" } th scope="col" { "Decision" } th scope="col" { "Why" } } }
                     tbody {
-                        @for e in v.events {
+                        @for row in &rows {
+                            @let e = row.head;
                             tr {
                                 td { time datetime=(rfc3339(e.time_ms)) { (rfc3339(e.time_ms).replace('T', " ").trim_end_matches('Z')) } }
                                 td { (e.user.as_deref().unwrap_or("—")) }
-                                td { (e.door) @if let Some(p) = &e.path { br; small { (p) } } }
-                                td { code { (e.image) } }
+                                td { (e.door) @if let Some(served) = row.served().filter(|_| e.path.as_deref() != Some("tags")) { br; small { (served) } } }
+                                td { code { (row.image()) } @if e.path.as_deref() == Some("tags") { " tags list" } }
                                 td {
                                     @if e.decision == "deny" { span.refused { "refused" } } @else { span.allowed { "allowed" } }
                                 }
@@ -251,7 +375,7 @@ fn activity(v: &ActivityView<'_>) -> Markup {
                                     (e.message) br; small { (e.reason) }
                                     @if e.decision == "deny" && e.user.as_deref() == Some(v.user)
                                         && Reason::from_code(&e.reason).is_some_and(Reason::is_access_refusal) {
-                                        br; a href=(crate::requests::form_path(v.org, &e.image)) { "Ask for access" }
+                                        br; a href=(crate::requests::form_path(v.org, row.image())) { "Ask for access" }
                                     }
                                 }
                             }
@@ -316,7 +440,7 @@ pub async fn insights_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed_at(&console, &headers, &uri)?;
-        if role_in(&console, &who, &org)? != Role::Owner {
+        if !standing_in(&console, &who, &org)?.owner() {
             return Err(Refusal::Forbidden {
                 message: format!(
                     "Only owners of {org} see its insights. The Activity page shows every decision."
@@ -357,7 +481,7 @@ fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) 
     let total = i.allowed + i.refused;
     let share = |n: u64| (n * 100 + total / 2).checked_div(total).unwrap_or(0);
     html! {
-        (org_nav(org, "insights", true))
+        (org_nav(org, "insights", true, None))
         h1 { "Insights" }
         p { "What members of " (org) " tried to pull, and what was refused: the numbers to review before changing image access, and to spot refusals that look like a real need." }
         nav aria-label="Time range" {
@@ -387,7 +511,7 @@ fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) 
                             td { code { (r.repository) } }
                             td { (r.refusals) }
                             td { (r.users) @if r.users > 1 { " " span.hint title="Several people met this refusal: it may be a real need." { "(several)" } } }
-                            td { (r.reason) }
+                            td { (Reason::from_code(&r.reason).map_or(r.reason.as_str(), |k| k.label())) }
                             td { (r.last.replace('T', " ").trim_end_matches('Z')) }
                             td {
                                 @if asked > 0 { a href={ "/console/orgs/" (org) "/access-requests" } { (asked) " open" } } @else { "—" }
@@ -399,10 +523,21 @@ fn insights_view(org: &str, i: &Insights, open: &[crate::store::AccessRequest]) 
         }
         div.columns {
             (counts("Refusals by person", "Person", &i.top_users))
-            (counts("Refusals by category", "Category", &i.by_category))
+            (counts("Refusals by category", "Category", &category_words(&i.by_category)))
             (counts("Refusals by registry", "Registry", &i.by_registry))
         }
     }
+}
+
+/// Categories as people name them (`community images`), not their codes.
+fn category_words(rows: &[crate::insights::Count]) -> Vec<crate::insights::Count> {
+    rows.iter()
+        .map(|c| crate::insights::Count {
+            name: imagegate_core::dockerhub::Category::from_code(&c.name)
+                .map_or_else(|| c.name.clone(), |k| k.images().to_owned()),
+            refusals: c.refusals,
+        })
+        .collect()
 }
 
 fn counts(title: &str, what: &str, rows: &[crate::insights::Count]) -> Markup {
@@ -522,6 +657,31 @@ fn chart(i: &Insights) -> Markup {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository;
+
+    #[test]
+    fn a_repository_keeps_its_registrys_port_and_drops_tag_and_digest() {
+        for (image, expected) in [
+            ("docker.io/library/nginx:1.27", "docker.io/library/nginx"),
+            (
+                "docker.io/library/nginx@sha256:abc",
+                "docker.io/library/nginx",
+            ),
+            (
+                "docker.io/library/nginx:1.27@sha256:abc",
+                "docker.io/library/nginx",
+            ),
+            ("localhost:5000/app", "localhost:5000/app"),
+            ("localhost:5000/app:1", "localhost:5000/app"),
+            ("not a reference", "not a reference"),
+        ] {
+            assert_eq!(repository(image), expected, "{image}");
         }
     }
 }

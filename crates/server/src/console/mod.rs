@@ -37,6 +37,8 @@ pub struct Console {
     throttle: SignInThrottle,
     /// Whether cookies carry `Secure` (the console is served over TLS).
     secure_cookies: bool,
+    /// The gateway's public URL, whose host people `docker login` to.
+    public_url: Option<String>,
 }
 
 impl Console {
@@ -46,7 +48,39 @@ impl Console {
             identity,
             throttle: SignInThrottle::default(),
             secure_cookies: tls,
+            public_url: None,
         }
+    }
+
+    /// The gateway's public URL (`https://gateway.corp.example`), if one is
+    /// configured: the pages name its host. Without one they name the host
+    /// the browser asked for.
+    pub fn with_public_url(mut self, public_url: Option<String>) -> Console {
+        self.public_url = public_url;
+        self
+    }
+
+    /// The host people give `docker login`: the public URL's, else the one
+    /// this request was sent to (when it looks like a host), else `HOST`.
+    fn gateway_host(&self, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+        let configured = self.public_url.as_deref().map(|url| {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            rest.split('/').next().unwrap_or(rest)
+        });
+        let asked = || {
+            uri.authority()
+                .map(|a| a.as_str())
+                .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        };
+        configured
+            .or_else(asked)
+            .filter(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+            })
+            .unwrap_or("HOST")
+            .to_owned()
     }
 }
 
@@ -68,6 +102,7 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route(STYLESHEET, get(stylesheet))
         .route(SCRIPT, get(script))
         .route("/console", get(home))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", axum::routing::post(sign_out))
         .route(
@@ -100,6 +135,10 @@ pub fn routes(console: Arc<Console>) -> Router {
             get(registry_access_page).post(registry_access_save),
         )
         .route("/console/orgs", axum::routing::post(create_org))
+        .route(
+            "/console/orgs/{org}/become-owner",
+            axum::routing::post(become_owner),
+        )
         .route("/console/orgs/{org}/activity", get(activity::activity_page))
         .route(
             "/console/orgs/{org}/activity.csv",
@@ -334,6 +373,63 @@ fn role_in(console: &Console, who: &Signed, org: &str) -> Result<Role, Refusal> 
         })
 }
 
+/// How the signed-in user stands in an organisation whose pages they open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Standing {
+    /// Their role in it; `None` for an administrator who is not a member.
+    member: Option<Role>,
+    /// Whether they are an administrator of this imagegate.
+    administrator: bool,
+}
+
+impl Standing {
+    /// The role the pages are shown for: an administrator who is not a
+    /// member sees what a member sees, read-only.
+    fn role(self) -> Role {
+        self.member.unwrap_or(Role::Member)
+    }
+
+    fn owner(self) -> bool {
+        self.member == Some(Role::Owner)
+    }
+
+    /// An administrator who is not an owner, offered to become one: the
+    /// form's CSRF token for the offer, else `None`.
+    fn take_over(self, who: &Signed) -> Option<&str> {
+        (self.administrator && !self.owner()).then_some(who.csrf.as_str())
+    }
+}
+
+/// How the signed-in user stands in `org`, for its pages: a member with
+/// their role, or an administrator, who sees every organisation. Anyone
+/// else gets not found, as for one that does not exist. Changes still
+/// need [`role_in`]: an administrator who is not an owner changes nothing.
+fn standing_in(console: &Console, who: &Signed, org: &str) -> Result<Standing, Refusal> {
+    let store = console.identity.store();
+    let administrator = store
+        .is_administrator(&who.user)
+        .map_err(|e| Refusal::unavailable(&e))?;
+    let member = match role_in(console, who, org) {
+        Ok(role) => Some(role),
+        Err(Refusal::NotFound { .. }) if administrator => {
+            match store.org(org).map_err(|e| Refusal::unavailable(&e))? {
+                Some(_) => None,
+                None => {
+                    return Err(Refusal::NotFound {
+                        org: org.to_owned(),
+                        who: who.header(),
+                    });
+                }
+            }
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(Standing {
+        member,
+        administrator,
+    })
+}
+
 /// A form's CSRF token must be the session's.
 fn csrf_ok(who: &Signed, sent: &str) -> Result<(), Refusal> {
     if !sent.is_empty() && constant_time_eq(sent.as_bytes(), who.csrf.as_bytes()) {
@@ -358,7 +454,7 @@ fn owner_posting(
 ) -> Result<Signed, Refusal> {
     let who = signed(console, headers)?;
     csrf_ok(&who, csrf)?;
-    if role_in(console, &who, org)? != Role::Owner {
+    if !standing_in(console, &who, org)?.owner() {
         return Err(Refusal::Forbidden {
             message: format!("Only owners of {org} can change {what}; members see it read-only."),
             who: who.header(),
@@ -391,13 +487,26 @@ fn home_view(
         .identity
         .memberships(&who.user)
         .map_err(|e| Refusal::unavailable(&e))?;
-    let orgs: Vec<(String, &'static str)> =
+    let mut orgs: Vec<(String, &'static str)> =
         orgs.into_iter().map(|(o, r)| (o, r.as_str())).collect();
     let administrator = console
         .identity
         .store()
         .is_administrator(&who.user)
         .map_err(|e| Refusal::unavailable(&e))?;
+    // Administrators see every organisation, theirs or not.
+    if administrator {
+        for org in console
+            .identity
+            .org_names()
+            .map_err(|e| Refusal::unavailable(&e))?
+        {
+            if !orgs.iter().any(|(o, _)| *o == org) {
+                orgs.push((org, "administrator, not a member"));
+            }
+        }
+        orgs.sort();
+    }
     Ok(pages::home(&pages::HomePage {
         user: &who.user,
         csrf: &who.csrf,
@@ -460,6 +569,35 @@ async fn create_org(
                 )?,
             )
                 .into_response()),
+            Err(e) => Err(Refusal::unavailable(&e)),
+        }
+    })
+    .await
+}
+
+/// An administrator makes themselves an owner of the organisation.
+async fn become_owner(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(org): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refusal> {
+    crate::state::blocking(move || {
+        let who = signed(&console, &headers)?;
+        csrf_ok(&who, &form.csrf)?;
+        match settings::become_owner(&console.identity, &org, &who.user) {
+            Ok(()) => Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response()),
+            Err(settings::SettingsError::Forbidden(_)) => Err(Refusal::Forbidden {
+                message: "Only administrators make themselves owners of an organisation."
+                    .to_owned(),
+                who: who.header(),
+            }),
+            Err(settings::SettingsError::Identity(crate::identity::IdentityError::Store(
+                crate::store::StoreError::Missing { .. },
+            ))) => Err(Refusal::NotFound {
+                org: org.clone(),
+                who: who.header(),
+            }),
             Err(e) => Err(Refusal::unavailable(&e)),
         }
     })
@@ -637,7 +775,7 @@ async fn image_access_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let settings = settings::image_access(&console.identity, &org)
             .map_err(|e| Refusal::unavailable(&e))?;
         Ok(pages::image_access(&pages::ImageAccessPage {
@@ -645,7 +783,8 @@ async fn image_access_page(
             csrf: &who.csrf,
             org: &org,
             settings: &settings,
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: saved.saved.is_some(),
         })
         .into_response())
@@ -707,7 +846,7 @@ async fn registry_access_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let ra = settings::registry_access(&console.identity, &org)
             .map_err(|e| Refusal::unavailable(&e))?;
         Ok(pages::registry_access(&pages::RegistryAccessPage {
@@ -716,7 +855,8 @@ async fn registry_access_page(
             org: &org,
             enabled: ra.enabled,
             allow: &ra.allow.join("\n"),
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: saved.saved.is_some(),
             problems: &[],
         })
@@ -789,6 +929,7 @@ async fn registry_access_save(
                     enabled: to.enabled,
                     allow: &form.allow,
                     editable: true,
+                    take_over: None,
                     saved: false,
                     problems: &problems,
                 }),
@@ -803,6 +944,7 @@ async fn registry_access_save(
 fn tokens_view(
     console: &Console,
     who: &Signed,
+    host: &str,
     created: Option<(&str, &str)>,
     error: Option<&str>,
 ) -> Result<maud::Markup, Refusal> {
@@ -816,6 +958,7 @@ fn tokens_view(
         user: &who.user,
         csrf: &who.csrf,
         tokens: &tokens,
+        host,
         created,
         error,
         now: crate::store::now(),
@@ -825,10 +968,12 @@ fn tokens_view(
 async fn tokens_page(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        Ok(tokens_view(&console, &who, None, None)?.into_response())
+        let host = console.gateway_host(&headers, &uri);
+        Ok(tokens_view(&console, &who, &host, None, None)?.into_response())
     })
     .await
 }
@@ -846,10 +991,12 @@ struct NewTokenForm {
 async fn create_token(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     Form(form): Form<NewTokenForm>,
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
+        let host = console.gateway_host(&headers, &uri);
         csrf_ok(&who, &form.csrf)?;
         let days = match form.expires_days.trim() {
             "" => None,
@@ -859,6 +1006,7 @@ async fn create_token(
                     let page = tokens_view(
                         &console,
                         &who,
+                        &host,
                         None,
                         Some("Expiry must be a number of days."),
                     )?;
@@ -871,12 +1019,18 @@ async fn create_token(
             Ok(created) => Ok((
                 StatusCode::CREATED,
                 [(header::CACHE_CONTROL, "no-store")],
-                tokens_view(&console, &who, Some((&form.name, &created.secret)), None)?,
+                tokens_view(
+                    &console,
+                    &who,
+                    &host,
+                    Some((&form.name, &created.secret)),
+                    None,
+                )?,
             )
                 .into_response()),
             Err(crate::identity::IdentityError::Invalid(m)) => {
                 let m = m.replace("--expires", "Expiry");
-                let page = tokens_view(&console, &who, None, Some(&m))?;
+                let page = tokens_view(&console, &who, &host, None, Some(&m))?;
                 Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
             }
             Err(e) => Err(Refusal::unavailable(&e)),
@@ -913,7 +1067,7 @@ fn members_view(
     console: &Console,
     who: &Signed,
     org: &str,
-    role: Role,
+    standing: Standing,
     error: Option<&str>,
 ) -> Result<maud::Markup, Refusal> {
     let members: Vec<(String, &'static str)> = console
@@ -928,7 +1082,8 @@ fn members_view(
         csrf: &who.csrf,
         org,
         members: &members,
-        editable: role == Role::Owner,
+        editable: standing.owner(),
+        take_over: standing.take_over(who),
         error,
     }))
 }
@@ -940,8 +1095,8 @@ async fn members_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
-        Ok(members_view(&console, &who, &org, role, None)?.into_response())
+        let standing = standing_in(&console, &who, &org)?;
+        Ok(members_view(&console, &who, &org, standing, None)?.into_response())
     })
     .await
 }
@@ -970,7 +1125,11 @@ fn member_change(
             settings::SettingsError::Invalid { message, .. }
             | settings::SettingsError::Missing(message),
         ) => {
-            let page = members_view(console, who, org, Role::Owner, Some(&message))?;
+            let owner = Standing {
+                member: Some(Role::Owner),
+                administrator: false,
+            };
+            let page = members_view(console, who, org, owner, Some(&message))?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(Refusal::unavailable(&e)),
@@ -1051,7 +1210,7 @@ async fn policy_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
         let yaml = console
             .identity
             .org(&org)
@@ -1079,7 +1238,8 @@ async fn policy_page(
             csrf: &who.csrf,
             org: &org,
             yaml: &yaml,
-            editable: role == Role::Owner,
+            editable: standing.owner(),
+            take_over: standing.take_over(&who),
             saved: q.saved.is_some(),
             problems: &[],
             tried: tried
@@ -1125,6 +1285,7 @@ async fn save_policy(
                     org: &org,
                     yaml: &yaml,
                     editable: true,
+                    take_over: None,
                     saved: false,
                     problems: &problems,
                     tried: None,

@@ -121,7 +121,10 @@ pub fn home(p: &HomePage<'_>) -> Markup {
 }
 
 /// The organisation's pages, the current one marked; Insights for owners.
-pub(super) fn org_nav(org: &str, current: &str, owner: bool) -> Markup {
+/// `take_over`, the CSRF token, when the user is an administrator who is
+/// not an owner: they read the pages as members do, and may make
+/// themselves an owner.
+pub(super) fn org_nav(org: &str, current: &str, owner: bool, take_over: Option<&str>) -> Markup {
     let pages = [
         ("image-access", "Image access"),
         ("registry-access", "Registry access"),
@@ -141,6 +144,13 @@ pub(super) fn org_nav(org: &str, current: &str, owner: bool) -> Markup {
                 } @else {
                     a href={ "/console/orgs/" (org) "/" (path) } { (label) }
                 }
+            }
+        }
+        @if let Some(csrf) = take_over {
+            form.note.take-over method="post" action={ "/console/orgs/" (org) "/become-owner" } {
+                input type="hidden" name="csrf" value=(csrf);
+                "You are an administrator: you see " (org) " as its members do, read-only. "
+                button type="submit" { "Make me an owner of " (org) }
             }
         }
     }
@@ -178,6 +188,8 @@ pub struct ImageAccessPage<'a> {
     pub org: &'a str,
     pub settings: &'a ImageAccess,
     pub editable: bool,
+    /// See [`org_nav`].
+    pub take_over: Option<&'a str>,
     pub saved: bool,
 }
 
@@ -195,7 +207,7 @@ pub fn image_access(p: &ImageAccessPage<'_>) -> Markup {
         "Image access",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "image-access", p.editable))
+            (org_nav(p.org, "image-access", p.editable, p.take_over))
             h1 { "Image access" }
             p { "Choose which Docker Hub images members of " (p.org) " may pull. Off by default; when on, community images are off unless you allow them." }
             @if p.saved {
@@ -263,6 +275,8 @@ pub struct RegistryAccessPage<'a> {
     /// The registries, one per line (as saved, or as just submitted).
     pub allow: &'a str,
     pub editable: bool,
+    /// See [`org_nav`].
+    pub take_over: Option<&'a str>,
     pub saved: bool,
     /// Entries refused on entry, by line.
     pub problems: &'a [Problem],
@@ -276,7 +290,7 @@ pub fn registry_access(p: &RegistryAccessPage<'_>) -> Markup {
         "Registry access",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "registry-access", p.editable))
+            (org_nav(p.org, "registry-access", p.editable, p.take_over))
             h1 { "Registry access" }
             p { "Choose the registries members of " (p.org) " may pull from. A registry (ghcr.io) allows all of it; a path (ghcr.io/corp) allows what is under it; *.corp.example allows its subdomains." }
             @if p.saved {
@@ -324,6 +338,8 @@ pub struct MembersPage<'a> {
     pub org: &'a str,
     pub members: &'a [(String, &'static str)],
     pub editable: bool,
+    /// See [`org_nav`].
+    pub take_over: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
@@ -347,7 +363,7 @@ pub fn members(p: &MembersPage<'_>) -> Markup {
         "Members",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "members", p.editable))
+            (org_nav(p.org, "members", p.editable, p.take_over))
             h1 { "Members" }
             p { "Owners manage the organisation's settings and bypass image access at the gateway; members get the organisation's policy." }
             @if let Some(e) = p.error {
@@ -423,6 +439,8 @@ pub struct PolicyPage<'a> {
     /// The policy text (as saved, or as just submitted).
     pub yaml: &'a str,
     pub editable: bool,
+    /// See [`org_nav`].
+    pub take_over: Option<&'a str>,
     pub saved: bool,
     /// Why the submitted text was not saved, each with its place.
     pub problems: &'a [Problem],
@@ -437,7 +455,7 @@ pub fn policy(p: &PolicyPage<'_>) -> Markup {
         "Rules and policy",
         Some((p.user, p.csrf)),
         html! {
-            (org_nav(p.org, "policy", p.editable))
+            (org_nav(p.org, "policy", p.editable, p.take_over))
             h1 { "Rules and policy" }
             h2 { "Try an image" }
             form method="get" action={ "/console/orgs/" (p.org) "/policy" } {
@@ -514,6 +532,8 @@ pub struct TokensPage<'a> {
     pub csrf: &'a str,
     /// The user's tokens, newest first.
     pub tokens: &'a [Token],
+    /// The gateway's host, for `docker login`.
+    pub host: &'a str,
     /// A token just created: its name and secret, shown this once.
     pub created: Option<(&'a str, &'a str)>,
     pub error: Option<&'a str>,
@@ -537,7 +557,7 @@ pub fn tokens(p: &TokensPage<'_>) -> Markup {
         html! {
             h1 { "Access tokens" }
             p { "Sign in to the registry gateway with a personal access token, never your password: "
-                code { "docker login <gateway> -u " (p.user) } "." }
+                code { "docker login " (p.host) " -u " (p.user) } "." }
             @if let Some(e) = p.error {
                 p.error role="alert" { (e) }
             }

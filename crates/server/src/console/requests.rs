@@ -13,7 +13,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::pages::{layout, org_nav};
-use super::{Console, Refusal, Signed, csrf_ok, role_in, signed, signed_at};
+use super::{Console, Refusal, Signed, Standing, csrf_ok, signed, signed_at, standing_in};
 use crate::audit::rfc3339;
 use crate::requests::{self, RequestError};
 use crate::settings;
@@ -48,7 +48,7 @@ pub async fn requests_page(
 ) -> Result<Response, Refusal> {
     crate::state::blocking(move || {
     let who = signed_at(&console, &headers, &uri)?;
-    let role = role_in(&console, &who, &org)?;
+    let standing = standing_in(&console, &who, &org)?;
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let notice = match (q.filed, q.done.as_deref()) {
         (Some(id), None) => Some(format!(
@@ -64,7 +64,7 @@ pub async fn requests_page(
         notice,
         ..Form0::default()
     };
-    Ok(view(&console, &who, &org, role, &form)?.into_response())
+    Ok(view(&console, &who, &org, standing, &form)?.into_response())
 }).await
 }
 
@@ -72,9 +72,10 @@ fn view(
     console: &Console,
     who: &Signed,
     org: &str,
-    role: Role,
+    standing: Standing,
     form: &Form0<'_>,
 ) -> Result<Markup, Refusal> {
+    let role = standing.role();
     let mine = requests::list(&console.identity, org, &who.user, Role::Member, None, 100)
         .map_err(|e| Refusal::unavailable(&e))?;
     let open = if role == Role::Owner {
@@ -113,7 +114,7 @@ fn view(
         "Access requests",
         Some((&who.user, &who.csrf)),
         html! {
-            (org_nav(org, "access-requests", role == Role::Owner))
+            (org_nav(org, "access-requests", role == Role::Owner, standing.take_over(who)))
             h1 { "Access requests" }
             @if let Some(n) = &form.notice { p.saved role="status" { (n) } }
             @if let Some(e) = form.error { p.error role="alert" id="ask-error" { (e) } }
@@ -125,6 +126,10 @@ fn view(
                     @for r in &open { (open_request(org, &who.csrf, r)) }
                 }
             }
+            @if standing.member.is_none() {
+                p { "Members of " (org) " ask for images here, and see their own requests; its owners decide." }
+            }
+            @if standing.member.is_some() {
             section aria-labelledby="ask" {
                 h2 id="ask" { "Ask for an image" }
                 p { "Refused an image you need? Say which and why; the owners of " (org) " decide. Approving allows exactly that repository, every tag of it." }
@@ -155,6 +160,7 @@ fn view(
                 h2 id="yours" { "Your requests" }
                 @if mine.is_empty() { p { "You have not asked for anything." } }
                 @else { (table(org, &who.csrf, &mine, true)) }
+            }
             }
             @if role == Role::Owner && !decided.is_empty() {
                 section aria-labelledby="decided" {
@@ -245,7 +251,13 @@ pub async fn ask(
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
         csrf_ok(&who, &form.csrf)?;
-        let role = role_in(&console, &who, &org)?;
+        let standing = standing_in(&console, &who, &org)?;
+        let Some(role) = standing.member else {
+            return Err(Refusal::Forbidden {
+                message: format!("Only members of {org} ask for images; you are not one."),
+                who: who.header(),
+            });
+        };
         match requests::ask(
             &console.identity,
             &org,
@@ -268,7 +280,7 @@ pub async fn ask(
                 };
                 Ok((
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    view(&console, &who, &org, role, &again)?,
+                    view(&console, &who, &org, standing, &again)?,
                 )
                     .into_response())
             }
@@ -333,8 +345,8 @@ async fn settle(
     crate::state::blocking(move || {
         let who = signed(&console, &headers)?;
         csrf_ok(&who, &form.csrf)?;
-        let role = role_in(&console, &who, &org)?;
-        if action != Action::Withdraw && role != Role::Owner {
+        let standing = standing_in(&console, &who, &org)?;
+        if action != Action::Withdraw && !standing.owner() {
             return Err(Refusal::Forbidden {
                 message: format!("Only owners of {org} approve or decline access requests."),
                 who: who.header(),
@@ -362,7 +374,7 @@ async fn settle(
                 };
                 Ok((
                     StatusCode::CONFLICT,
-                    view(&console, &who, &org, role, &again)?,
+                    view(&console, &who, &org, standing, &again)?,
                 )
                     .into_response())
             }

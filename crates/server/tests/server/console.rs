@@ -1605,3 +1605,450 @@ async fn administrators_create_organisations_from_the_home_page() {
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }
+
+/// `GET /` as a browser (`Accept: text/html`) and as anything else.
+async fn front_door(accept: Option<&str>) -> Answer {
+    let mut request = Request::get("/");
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
+    let response = crate::app("policy.yaml")
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_front_door_sends_a_browser_to_the_console_and_tells_others_what_is_served() {
+    // What Chromium and Firefox send for a page.
+    let browser = front_door(Some(
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ))
+    .await;
+    assert_eq!(
+        (browser.status, browser.location()),
+        (StatusCode::SEE_OTHER, "/console")
+    );
+
+    let curl = front_door(Some("*/*")).await;
+    assert_eq!(curl.status, StatusCode::OK);
+    assert_eq!(
+        curl.headers[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    for served in [
+        "/console",
+        "/v2/",
+        "/admission/validate",
+        "/imagepolicy",
+        "/api/v1",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(curl.body.contains(served), "{served} in:\n{}", curl.body);
+    }
+    assert_eq!(front_door(None).await.body, curl.body);
+
+    let json = front_door(Some("application/json")).await;
+    assert_eq!(json.status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(doc["console"], "/console");
+    assert_eq!(doc["registry"], "/v2/");
+    assert_eq!(doc["admission"], "/admission/validate");
+    assert_eq!(doc["imagepolicy"], "/imagepolicy");
+    assert_eq!(doc["api"], "/api/v1");
+    assert_eq!(doc["openapi"], "/api/v1/openapi.json");
+
+    // A wrong path says where the console and the API are, too.
+    let (status, body) = crate::get(crate::app("policy.yaml"), "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("/console") && body.contains("/api/v1"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_console_with_a_trailing_slash_is_the_console() {
+    let s = setup();
+    let answer = s.send("GET", "/console/", &[], None).await;
+    assert_eq!(
+        (answer.status, answer.location()),
+        (StatusCode::SEE_OTHER, "/console")
+    );
+}
+
+/// The user `ada`, an administrator of this imagegate and a member of no
+/// organisation (as the first start's `admin` is, for organisations made
+/// with `imagegate admin org create`).
+async fn administrator(s: &Setup) -> String {
+    s.identity
+        .create_user("ada", "correct horse battery")
+        .unwrap();
+    s.identity.store().set_administrator("ada", true).unwrap();
+    s.sign_in("ada").await
+}
+
+#[tokio::test]
+async fn an_administrator_sees_every_organisation_read_only() {
+    let s = setup();
+    let ada = administrator(&s).await;
+    let home = s.get(&ada, "/console").await;
+    assert_eq!(home.status, StatusCode::OK);
+    for org in ["corp", "rival"] {
+        assert!(
+            home.body.contains(&format!(
+                r#"<a href="/console/orgs/{org}/image-access">{org}</a> (administrator, not a member)"#
+            )),
+            "{org} on the home page:\n{}",
+            home.body
+        );
+    }
+    assert!(
+        !home
+            .body
+            .contains("You are not a member of any organisation")
+    );
+
+    for page in [
+        "image-access",
+        "registry-access",
+        "members",
+        "policy",
+        "access-requests",
+        "activity",
+    ] {
+        let answer = s.get(&ada, &format!("/console/orgs/corp/{page}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{page}: {}", answer.body);
+        assert!(
+            answer
+                .body
+                .contains("You are an administrator: you see corp as its members do, read-only."),
+            "{page}: {}",
+            answer.body
+        );
+        assert!(
+            answer
+                .body
+                .contains(r#"method="post" action="/console/orgs/corp/become-owner">"#),
+            "{page} offers to become an owner: {}",
+            answer.body
+        );
+    }
+    let access = s.get(&ada, PAGE).await;
+    assert!(access.body.contains("disabled"), "{}", access.body);
+    assert!(!access.body.contains("Save changes"));
+    let members = s.get(&ada, "/console/orgs/corp/members").await;
+    assert!(
+        members.body.contains("<td>olga</td><td>owner</td>"),
+        "{}",
+        members.body
+    );
+    // Members read it; asking for an image is for members.
+    let requests = s.get(&ada, "/console/orgs/corp/access-requests").await;
+    assert!(!requests.body.contains("Send request"), "{}", requests.body);
+    // Only owners see Insights.
+    let insights = s.get(&ada, "/console/orgs/corp/insights").await;
+    assert_eq!(insights.status, StatusCode::FORBIDDEN);
+
+    // Read-only: a change is refused, as a member's is.
+    let csrf = access.hidden("csrf");
+    let refused = s
+        .post(&ada, PAGE, &format!("csrf={csrf}&enabled=on&official=on"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        !imagegate_server::settings::image_access(&s.identity, "corp")
+            .unwrap()
+            .enabled
+    );
+
+    // An organisation that does not exist is still not found.
+    let missing = s.get(&ada, "/console/orgs/nobody/image-access").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    // Who is not an administrator still sees only their own.
+    let rita = s.sign_in("rita").await;
+    let home = s.get(&rita, "/console").await;
+    assert!(!home.body.contains("/console/orgs/corp/"), "{}", home.body);
+    assert_eq!(s.get(&rita, PAGE).await.status, StatusCode::NOT_FOUND);
+    let nav = s.get(&rita, "/console/orgs/rival/image-access").await;
+    assert!(!nav.body.contains("become-owner"), "{}", nav.body);
+}
+
+#[tokio::test]
+async fn an_administrator_makes_themselves_an_owner_and_the_change_is_recorded() {
+    let s = setup();
+    let ada = administrator(&s).await;
+    let csrf = s.csrf(&ada, PAGE).await;
+    let forged = s
+        .post(&ada, "/console/orgs/corp/become-owner", "csrf=wrong")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(s.identity.memberships("ada").unwrap().is_empty());
+
+    let made = s
+        .post(
+            &ada,
+            "/console/orgs/corp/become-owner",
+            &format!("csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(
+        (made.status, made.location()),
+        (StatusCode::SEE_OTHER, "/console/orgs/corp/members")
+    );
+    assert_eq!(
+        s.identity.memberships("ada").unwrap(),
+        [("corp".to_owned(), Role::Owner)]
+    );
+    let change = &s.identity.store().policy_changes("corp", 1).unwrap()[0];
+    assert_eq!(
+        (
+            change.user.as_str(),
+            change.what.as_str(),
+            change.before.as_str(),
+            change.after.as_str()
+        ),
+        ("ada", "members", "ada: not a member", "ada: owner")
+    );
+    // Now an owner like any other: the page is editable and offers nothing more.
+    let access = s.get(&ada, PAGE).await;
+    assert!(access.body.contains("Save changes"));
+    assert!(!access.body.contains("become-owner"));
+    let home = s.get(&ada, "/console").await;
+    assert!(
+        home.body
+            .contains(r#"<a href="/console/orgs/corp/image-access">corp</a> (owner)"#),
+        "{}",
+        home.body
+    );
+
+    // A member who is not an administrator cannot do the same.
+    let alice = s.sign_in("alice").await;
+    let csrf = s.csrf(&alice, PAGE).await;
+    let refused = s
+        .post(
+            &alice,
+            "/console/orgs/corp/become-owner",
+            &format!("csrf={csrf}"),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("Only administrators make themselves owners of an organisation."),
+        "{}",
+        refused.body
+    );
+    assert!(
+        s.identity
+            .memberships("alice")
+            .unwrap()
+            .contains(&("corp".to_owned(), Role::Member))
+    );
+}
+
+/// A gateway event of `kind` (`manifest`, `blob`, `tags`) as the gateway
+/// records it: `image` as decided, allowed.
+fn served(ms: i64, user: &str, kind: &str, image: &str) -> imagegate_server::store::AuditEvent {
+    imagegate_server::store::AuditEvent {
+        path: Some(kind.into()),
+        category: Some("official".into()),
+        source: Some("10.0.0.7".into()),
+        ..gateway_event(ms, "corp", user, image, "allow")
+    }
+}
+
+#[tokio::test]
+async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let repo = "docker.io/library/nginx";
+    let tags = format!("docker.io/someuser/tool@sha256:{}", "0".repeat(64));
+    s.identity
+        .store()
+        .append_audit(&[
+            // One pull: the index by tag, the platform's manifest by
+            // digest, its config and two layers.
+            served(now - 9_000, "olga", "manifest", &format!("{repo}:1.27")),
+            served(
+                now - 8_900,
+                "olga",
+                "manifest",
+                &format!("{repo}@{}", digest('a')),
+            ),
+            served(
+                now - 8_800,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('b')),
+            ),
+            served(
+                now - 8_000,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('c')),
+            ),
+            served(
+                now - 7_000,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('d')),
+            ),
+            // Someone else's pull of the same image at the same time is theirs.
+            served(now - 6_000, "alice", "manifest", &format!("{repo}:1.27")),
+            served(
+                now - 5_900,
+                "alice",
+                "blob",
+                &format!("{repo}@{}", digest('b')),
+            ),
+            // A tag list: no image, no digest.
+            served(now - 1_000, "olga", "tags", &tags),
+        ])
+        .unwrap();
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/orgs/corp/activity").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let rows = page.body.matches("<tr><td><time").count();
+    assert_eq!(
+        rows, 3,
+        "olga's pull, alice's pull, the tag list: {}",
+        page.body
+    );
+    assert_eq!(
+        page.body
+            .matches("<code>docker.io/library/nginx:1.27</code>")
+            .count(),
+        2,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("pull: 2 manifests, 3 blobs"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("pull: 1 manifest, 1 blob"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<code>docker.io/someuser/tool</code> tags list"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("sha256:0000"), "{}", page.body);
+    assert!(!page.body.contains(&digest('c')), "blobs are folded in");
+
+    // The export keeps every event.
+    let csv = s.get(&olga, "/console/orgs/corp/activity.csv").await;
+    assert_eq!(csv.body.lines().count(), 1 + 8, "{}", csv.body);
+    assert!(csv.body.contains(&digest('c')));
+}
+
+#[tokio::test]
+async fn insights_names_reasons_and_categories_in_words() {
+    let s = setup();
+    let now = imagegate_server::store::now_ms();
+    s.identity
+        .store()
+        .append_audit(&[gateway_event(
+            now - 60_000,
+            "corp",
+            "alice",
+            "docker.io/someuser/custom-image:1",
+            "deny",
+        )])
+        .unwrap();
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/orgs/corp/insights?range=24h").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("<td>category not allowed</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<td>community images</td>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("category_not_allowed"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_tokens_page_names_the_gateways_host_for_docker_login() {
+    // Behind a public URL: its host.
+    let s = setup();
+    let app = console::routes(Arc::new(
+        Console::new(s.identity.clone(), true)
+            .with_public_url(Some("https://gateway.corp.example".to_owned())),
+    ));
+    let s = Setup {
+        app,
+        identity: s.identity,
+    };
+    let olga = s.sign_in("olga").await;
+    let page = s.get(&olga, "/console/tokens").await;
+    assert!(
+        page.body
+            .contains("<code>docker login gateway.corp.example -u olga</code>"),
+        "{}",
+        page.body
+    );
+
+    // Without one: the host the browser asked for.
+    let s = setup();
+    let olga = s.sign_in("olga").await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/console/tokens")
+                .header(header::HOST, "localhost:8443")
+                .header(header::COOKIE, format!("{SESSION_COOKIE}={olga}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        body.contains("<code>docker login localhost:8443 -u olga</code>"),
+        "{body}"
+    );
+    // A Host header that is no host is not repeated.
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/console/tokens")
+                .header(header::HOST, "evil\"><b>x")
+                .header(header::COOKIE, format!("{SESSION_COOKIE}={olga}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(!body.contains("evil"), "{body}");
+    assert!(
+        body.contains("<code>docker login HOST -u olga</code>"),
+        "{body}"
+    );
+}
