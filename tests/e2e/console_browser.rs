@@ -3,7 +3,9 @@
 //! pull through the gateway follows what was saved, and the member sees the
 //! same page read-only; then the member asks for the refused image from the
 //! link the refusal printed, the owner approves it, the pull goes through,
-//! and the owner reviews Activity and Insights. On the way, the stylesheet
+//! and the owner reviews Activity (measured at 1280 px) and Insights; last,
+//! an administrator in no organisation reads corp and makes themselves an
+//! owner of it. On the way, the stylesheet
 //! and the Copy button's script show that the console's
 //! Content-Security-Policy lets its own files work. Screenshots of every page are kept as artefacts
 //! (`target/e2e-artifacts/screenshots/`).
@@ -23,6 +25,9 @@ const OWNER: &str = "boss";
 const OWNER_PASSWORD: &str = "boss console password";
 const MEMBER: &str = "dev";
 const MEMBER_PASSWORD: &str = "dev console password";
+/// An administrator of this imagegate, in no organisation.
+const ADMINISTRATOR: &str = "ada";
+const ADMINISTRATOR_PASSWORD: &str = "ada console password";
 
 /// A community image on the docker.io upstream: Docker Hub's `someuser`.
 const COMMUNITY_REPOSITORY: &str = "someuser/custom-image";
@@ -49,6 +54,8 @@ struct World {
     ca: TestCa,
     driver: Chromedriver,
     started: Instant,
+    /// The community image's manifest digest.
+    community_digest: String,
 }
 
 impl World {
@@ -57,12 +64,13 @@ impl World {
         let driver = Chromedriver::start();
         let ca = TestCa::new();
         let hub = Registry::start(None);
-        push_image(
+        let community_digest = push_image(
             &hub,
             COMMUNITY_REPOSITORY,
             "1",
             &[Layer::file("etc/image", "someuser's image\n")],
-        );
+        )
+        .digest;
         let data = DataDir::new();
         data.admin(&["org", "create", "corp", "--namespace", "corp"], b"")
             .success();
@@ -72,6 +80,11 @@ impl World {
             .success();
         data.admin(&["member", "add", "corp", MEMBER, "--role", "member"], b"")
             .success();
+        data.admin(
+            &["user", "create", ADMINISTRATOR, "--administrator"],
+            format!("{ADMINISTRATOR_PASSWORD}\n").as_bytes(),
+        )
+        .success();
         let gateway = Gateway::start(data, &ca, &[("docker.io", &hub)], false);
         let clients = Clients::new();
         clients.trust(&gateway.host_port(), &ca.ca());
@@ -85,6 +98,7 @@ impl World {
             ca,
             driver,
             started,
+            community_digest,
         }
     }
 
@@ -427,6 +441,17 @@ async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows(
         "the member sees the outcome and the note: {outcome}"
     );
 
+    // Pinned by digest, as a careful pipeline pulls: the longest name the
+    // activity log shows.
+    w.member_pull_until(
+        &format!(
+            "{}/{COMMUNITY_REPOSITORY}@{}",
+            w.gateway.host_port(),
+            w.community_digest
+        ),
+        true,
+    );
+
     // 7. What the owner reviews: the activity log and the insights.
     owner.click_to_load(&owner.link("Activity").await).await;
     assert_eq!(owner.text("h1").await, "Activity");
@@ -437,6 +462,63 @@ async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows(
         "the refusals are in the log: {activity}"
     );
     owner.screenshot("activity").await;
+    // At 1280 px the log fits: nothing runs off the page or out of its
+    // cell, and the Decision and Why columns are in view.
+    let layout = owner
+        .execute(
+            r#"const table = document.querySelector("main table");
+               const column = name => [...table.querySelectorAll("thead th")]
+                   .find(th => th.textContent.trim() === name).getBoundingClientRect();
+               const overflowing = [...table.querySelectorAll("td")]
+                   .filter(td => td.scrollWidth > td.clientWidth + 1)
+                   .map(td => td.textContent.trim());
+               return {
+                   viewport: document.documentElement.clientWidth,
+                   page: document.documentElement.scrollWidth,
+                   main: document.querySelector("main").getBoundingClientRect().right,
+                   table: table.getBoundingClientRect().right,
+                   decision: [column("Decision").left, column("Decision").right],
+                   why: [column("Why").left, column("Why").right],
+                   overflowing,
+               };"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    eprintln!("the activity table at 1280 px: {layout}");
+    let px = |v: &serde_json::Value| v.as_f64().unwrap();
+    let viewport = px(&layout["viewport"]);
+    assert_eq!(viewport, 1280.0, "{layout}");
+    assert!(
+        px(&layout["page"]) <= viewport,
+        "the page scrolls sideways: {layout}"
+    );
+    assert!(
+        px(&layout["table"]) <= px(&layout["main"]) + 1.0,
+        "the table runs out of the page's column: {layout}"
+    );
+    for column in ["decision", "why"] {
+        let (left, right) = (px(&layout[column][0]), px(&layout[column][1]));
+        assert!(
+            right <= viewport && right - left >= 60.0,
+            "the {column} column is not in view: {layout}"
+        );
+    }
+    assert_eq!(
+        layout["overflowing"],
+        serde_json::json!([]),
+        "cells whose text runs out of them: {layout}"
+    );
+    // A pull is one row: the refused pulls are manifests, the allowed ones
+    // fold their blobs in; no row shows a blob's digest.
+    let by_digest = format!("{COMMUNITY_REPOSITORY}@{}", w.community_digest);
+    assert!(activity.contains(&by_digest), "{activity}");
+    assert_eq!(
+        activity.matches("@sha256:").count(),
+        activity.matches(&by_digest).count(),
+        "only the pull by digest names one; no blob is a row of its own: {activity}"
+    );
+    assert!(activity.contains("pull: "), "{activity}");
     owner.click_to_load(&owner.link("Insights").await).await;
     assert_eq!(owner.text("h1").await, "Insights");
     let top = owner.text("h2 + table").await;
@@ -448,6 +530,51 @@ async fn an_owner_restricts_image_access_in_the_browser_and_the_gateway_follows(
     assert!(!bars.is_empty(), "the chart draws the refusals");
     owner.screenshot("insights").await;
 
+    // 8. An administrator in no organisation sees corp read-only, and
+    //    makes themselves an owner from its page.
+    let administrator = w.browser(ADMINISTRATOR, ADMINISTRATOR_PASSWORD).await;
+    assert!(
+        administrator
+            .text("main")
+            .await
+            .contains("corp (administrator, not a member)"),
+        "the administrator's organisations: {}",
+        administrator.text("main").await
+    );
+    administrator
+        .click_to_load(&administrator.link("corp").await)
+        .await;
+    assert_eq!(
+        administrator.path().await,
+        "/console/orgs/corp/image-access"
+    );
+    assert_eq!(
+        image_access_boxes(&administrator).await,
+        (true, true, false),
+        "what the owner saved, read-only"
+    );
+    assert!(
+        administrator
+            .find_all(Locator::XPath("//button[normalize-space()='Save changes']"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "read-only"
+    );
+    administrator.screenshot("image-access-administrator").await;
+    administrator
+        .click_to_load(&administrator.button("Make me an owner of corp").await)
+        .await;
+    assert_eq!(administrator.path().await, "/console/orgs/corp/members");
+    let members = administrator.text("table").await;
+    assert!(
+        members.contains(ADMINISTRATOR),
+        "the administrator is among corp's members: {members}"
+    );
+    administrator.open("/console/orgs/corp/image-access").await;
+    administrator.button("Save changes").await;
+
+    administrator.close().await;
     member.close().await;
     owner.close().await;
     eprintln!(

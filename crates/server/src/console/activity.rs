@@ -87,11 +87,12 @@ fn repository(image: &str) -> &str {
     }
 }
 
-/// Folds `events` (oldest first) into rows, oldest first. A gateway blob or
-/// manifest by digest joins the latest pull of the same repository by the
-/// same caller (user, source, organisation) with the same decision, when it
-/// comes within [`PULL_GAP_MS`] of that pull's latest request; so does the
-/// same manifest by tag asked again before any blob (a HEAD, then a GET).
+/// Folds `events` (oldest first) into rows, oldest first. A gateway blob
+/// joins the latest pull of the same repository by the same caller (user,
+/// source, organisation) with the same decision, when it comes within
+/// [`PULL_GAP_MS`] of that pull's latest request; so does a manifest by
+/// digest before the pull's first blob (an index's platform manifest), and
+/// the same manifest by tag asked again before any blob (a HEAD, then a GET).
 /// The audit log has no pull id: this is what a pull looks like in it.
 fn fold(events: &[AuditEvent]) -> Vec<Row<'_>> {
     let mut rows: Vec<Row<'_>> = Vec::new();
@@ -114,7 +115,13 @@ fn fold(events: &[AuditEvent]) -> Vec<Row<'_>> {
                         && h.decision == e.decision
                         && h.reason == e.reason
                         && repository(&h.image) == repository(&e.image)
-                        && (by_digest || (h.image == e.image && r.blobs == 0))
+                        && match kind {
+                            Some("blob") => true,
+                            // The platform's manifest comes before the blobs;
+                            // one after them starts another pull.
+                            _ if by_digest => r.blobs == 0,
+                            _ => h.image == e.image && r.blobs == 0,
+                        }
                 })
                 .map(|r| {
                     if kind == Some("blob") {
@@ -357,7 +364,7 @@ fn activity(v: &ActivityView<'_>) -> Markup {
                 p { "Nothing matches." }
             } @else if !v.events.is_empty() {
                 @let rows = newest_first(fold(v.events));
-                table {
+                table.log {
                     caption.visually-hidden { "Decisions, newest first" }
                     thead { tr { th scope="col" { "Time (UTC)" } th scope="col" { "User" } th scope="col" { "Door" } th scope="col" { "Image" } th scope="col" { "Decision" } th scope="col" { "Why" } } }
                     tbody {

@@ -1913,6 +1913,19 @@ async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words
                 "blob",
                 &format!("{repo}@{}", digest('b')),
             ),
+            // Then a pull by digest: after the blobs, so another pull.
+            served(
+                now - 4_000,
+                "olga",
+                "manifest",
+                &format!("{repo}@{}", digest('a')),
+            ),
+            served(
+                now - 3_900,
+                "olga",
+                "blob",
+                &format!("{repo}@{}", digest('b')),
+            ),
             // A tag list: no image, no digest.
             served(now - 1_000, "olga", "tags", &tags),
         ])
@@ -1922,8 +1935,14 @@ async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words
     assert_eq!(page.status, StatusCode::OK);
     let rows = page.body.matches("<tr><td><time").count();
     assert_eq!(
-        rows, 3,
-        "olga's pull, alice's pull, the tag list: {}",
+        rows, 4,
+        "olga's pull, alice's pull, olga's pull by digest, the tag list: {}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("<code>{repo}@{}</code>", digest('a'))),
+        "the pull by digest is a row of its own: {}",
         page.body
     );
     assert_eq!(
@@ -1939,9 +1958,10 @@ async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words
         "{}",
         page.body
     );
-    assert!(
-        page.body.contains("pull: 1 manifest, 1 blob"),
-        "{}",
+    assert_eq!(
+        page.body.matches("pull: 1 manifest, 1 blob<").count(),
+        2,
+        "alice's and the one by digest: {}",
         page.body
     );
     assert!(
@@ -1955,7 +1975,7 @@ async fn activity_shows_a_pull_as_one_row_with_its_blobs_and_a_tag_list_in_words
 
     // The export keeps every event.
     let csv = s.get(&olga, "/console/orgs/corp/activity.csv").await;
-    assert_eq!(csv.body.lines().count(), 1 + 8, "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 1 + 10, "{}", csv.body);
     assert!(csv.body.contains(&digest('c')));
 }
 
