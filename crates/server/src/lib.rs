@@ -17,6 +17,7 @@ pub mod identity;
 pub mod imagepolicy;
 pub mod insights;
 pub mod metrics;
+pub mod proxy;
 pub mod requests;
 pub mod settings;
 pub mod state;
