@@ -35,6 +35,12 @@ pub struct Args {
     /// admission doors when imagegate serve has --admission-client-ca ca.crt.
     #[arg(long, value_name = "NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     client: Option<String>,
+    /// Instead of the webhook's certificates, make the registry proxy's CA
+    /// (ca.crt and ca.key in DIR): the CA the proxy door issues each
+    /// registry host's certificate from, for Docker Engines and containerd
+    /// to trust.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["client", "dns", "ip", "service", "namespace", "out"])]
+    proxy_ca: Option<PathBuf>,
     /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
@@ -44,6 +50,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if let Some(dir) = &args.proxy_ca {
+        return proxy_ca(dir, args.days);
+    }
     let now = time::OffsetDateTime::now_utc();
     let until = now + time::Duration::days(i64::from(args.days));
 
@@ -132,6 +141,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca.pem());
     let mut out = std::io::stdout();
     writeln!(out, "{bundle}")?;
+    Ok(EXIT_OK)
+}
+
+/// `imagegate certs --proxy-ca DIR`.
+fn proxy_ca(dir: &Path, days: u32) -> anyhow::Result<u8> {
+    let ca = imagegate_server::proxy::ca::ProxyCa::generate(days)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write(&dir.join("ca.crt"), &ca.cert_pem, false)?;
+    write(&dir.join("ca.key"), &ca.key_pem, true)?;
+    eprintln!(
+        "wrote ca.crt and ca.key to {}: the registry proxy's CA, valid {days} days; the daemons that use the proxy trust ca.crt, and ca.key stays with imagegate serve",
+        dir.display()
+    );
     Ok(EXIT_OK)
 }
 

@@ -1334,3 +1334,94 @@ fn the_shipped_kubernetes_config_starts_from_a_read_only_working_directory() {
         "nothing written to the working directory"
     );
 }
+
+/// `imagegate certs --proxy-ca DIR` makes a CA that OpenSSL reads as one
+/// (CA:TRUE, leaves only), with its key private, from which the proxy
+/// door's per-host certificates verify for their host and no other.
+#[test]
+fn certs_proxy_ca_makes_a_ca_whose_host_certificates_openssl_verifies() {
+    use imagegate_server::proxy::ca::ProxyCa;
+    use imagegate_server::proxy::target::Target;
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = temp_dir("proxy-ca");
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["certs", "--proxy-ca"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the registry proxy's CA"));
+    let mode = std::fs::metadata(dir.join("ca.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.join("ca.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("Certificate Sign"), "{text}");
+
+    let ca = ProxyCa::from_pem(
+        &std::fs::read_to_string(dir.join("ca.crt")).unwrap(),
+        &std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+    )
+    .unwrap();
+    let hub = Target::parse("registry-1.docker.io:443").unwrap();
+    let leaf = ca.for_host(hub.host()).unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64_lines(leaf.cert[0].as_ref())
+    );
+    let leaf_file = dir.join("leaf.crt");
+    std::fs::write(&leaf_file, pem).unwrap();
+    let verify = |host: &str| {
+        Command::new("openssl")
+            .args([
+                "verify",
+                "-purpose",
+                "sslserver",
+                "-verify_hostname",
+                host,
+                "-CAfile",
+            ])
+            .arg(dir.join("ca.crt"))
+            .arg(&leaf_file)
+            .output()
+            .unwrap()
+    };
+    let ok = verify("registry-1.docker.io");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(!verify("ghcr.io").status.success());
+
+    // Not both at once: the proxy CA is made on its own.
+    let both = Command::new(env!("CARGO_BIN_EXE_imagegate"))
+        .args(["certs", "--client", "kube-apiserver", "--proxy-ca"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+}
+
+/// Base64 in 64-character lines, as PEM has it.
+fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    text.as_bytes()
+        .chunks(64)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
